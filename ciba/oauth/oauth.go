@@ -1,0 +1,131 @@
+package oauth
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// Grant and token type names.
+const (
+	GrantCIBA          = "urn:openid:params:grant-type:ciba"
+	GrantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+
+	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
+	TokenTypeJWT         = "urn:ietf:params:oauth:token-type:jwt"
+
+	ClaimAuthReqID = "urn:openid:params:jwt:claim:auth_req_id"
+
+	ACRPolicy  = "urn:countersign:acr:policy"
+	ACRContext = "urn:countersign:acr:context"
+	ACRDevice  = "urn:countersign:acr:device"
+)
+
+// Error codes from RFC 6749 §5.2, CIBA Core §11 and §13, RFC 9396 §5,
+// RFC 7591 §3.2.2, RFC 9449 §12 and our own admin/device API.
+const (
+	InvalidRequest              = "invalid_request"
+	InvalidClient               = "invalid_client"
+	InvalidGrant                = "invalid_grant"
+	UnauthorizedClient          = "unauthorized_client"
+	UnsupportedGrantType        = "unsupported_grant_type"
+	InvalidScope                = "invalid_scope"
+	AccessDenied                = "access_denied"
+	ExpiredToken                = "expired_token"
+	AuthorizationPending        = "authorization_pending"
+	SlowDown                    = "slow_down"
+	ExpiredLoginHintToken       = "expired_login_hint_token"
+	UnknownUserID               = "unknown_user_id"
+	MissingUserCode             = "missing_user_code"
+	InvalidUserCode             = "invalid_user_code"
+	InvalidBindingMessage       = "invalid_binding_message"
+	InvalidAuthorizationDetails = "invalid_authorization_details"
+	InvalidClientMetadata       = "invalid_client_metadata"
+	InvalidDPoPProof            = "invalid_dpop_proof"
+	UseDPoPNonce                = "use_dpop_nonce"
+	InvalidToken                = "invalid_token"
+	ServerError                 = "server_error"
+	TemporarilyUnavailable      = "temporarily_unavailable"
+	NotFound                    = "not_found"
+	MethodNotAllowed            = "method_not_allowed"
+	Conflict                    = "conflict"
+	InvalidRuleset              = "invalid_ruleset"
+	RequestEntityTooLarge       = "request_too_large"
+	UnsupportedTokenType        = "unsupported_token_type"
+	InvalidTarget               = "invalid_target"
+)
+
+// Error is a protocol error: a code, a description that is safe to show,
+// the HTTP status, and the headers the RFCs require with it.
+type Error struct {
+	Code        string
+	Description string
+	Status      int
+	// Header holds extra response headers (WWW-Authenticate, Retry-After,
+	// DPoP-Nonce, Allow).
+	Header http.Header
+	// Extra holds additional JSON members for the few errors that define
+	// them (the admin API's "problems"); OAuth endpoints never set it.
+	Extra map[string]any
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Description }
+
+// New returns an error with the status the RFCs give its code.
+func New(code, format string, args ...any) *Error {
+	return &Error{Code: code, Description: clean(fmt.Sprintf(format, args...)), Status: statusOf(code)}
+}
+
+// WithStatus returns e with another status.
+func (e *Error) WithStatus(status int) *Error { e.Status = status; return e }
+
+// WithHeader returns e with one more response header.
+func (e *Error) WithHeader(key, value string) *Error {
+	if e.Header == nil {
+		e.Header = http.Header{}
+	}
+	e.Header.Set(key, value)
+	return e
+}
+
+// Client returns a 401 invalid_client with the WWW-Authenticate challenge
+// (RFC 6749 §5.2: the header is required when the client tried HTTP auth;
+// we always send it so a client learns which scheme to use).
+func Client(format string, args ...any) *Error {
+	return New(InvalidClient, format, args...).WithHeader("WWW-Authenticate", `Basic realm="countersign", charset="UTF-8"`)
+}
+
+func statusOf(code string) int {
+	switch code {
+	case InvalidClient, InvalidToken:
+		return http.StatusUnauthorized
+	case AccessDenied:
+		return http.StatusForbidden
+	case NotFound:
+		return http.StatusNotFound
+	case MethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case Conflict:
+		return http.StatusConflict
+	case RequestEntityTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case ServerError:
+		return http.StatusInternalServerError
+	case TemporarilyUnavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusBadRequest
+	}
+}
+
+// clean drops control characters and the characters RFC 6749 §5.2 forbids
+// in error_description (only %x20-21 / %x23-5B / %x5D-7E are allowed; we
+// keep '"' and '\' out and let other printable Unicode through as JSON).
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' {
+			return -1
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,174 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Event is one audit record. Members that do not apply stay empty and are
+// omitted. It never holds a secret or a token value.
+type Event struct {
+	ID          string          `json:"id,omitempty"` // "<stream>/<entry id>", set on read, not hashed
+	At          time.Time       `json:"at"`
+	Type        string          `json:"type"`
+	RequestID   string          `json:"request_id,omitempty"`
+	GrantID     string          `json:"grant_id,omitempty"`
+	User        string          `json:"user,omitempty"`
+	Agent       string          `json:"agent,omitempty"`
+	Actors      []string        `json:"actors,omitempty"`
+	Action      json.RawMessage `json:"action,omitempty"`
+	Risk        json.RawMessage `json:"risk,omitempty"`
+	Input       json.RawMessage `json:"input,omitempty"` // the recorded decision input, for simulation
+	Path        string          `json:"path,omitempty"`
+	DeviceID    string          `json:"device_id,omitempty"`
+	DecisionJWT string          `json:"decision_jwt,omitempty"`
+	TokenJTI    string          `json:"token_jti,omitempty"`
+	IP          string          `json:"ip,omitempty"`
+	Detail      string          `json:"detail,omitempty"`
+	PrevHash    string          `json:"prev_hash"`
+	Hash        string          `json:"hash,omitempty"` // SHA-256 of the entry serialised without id and hash
+}
+
+// dirShard is the pseudo-shard of events that belong to no user (rule
+// changes, client registrations): the {dir} slot.
+const dirShard = Shards
+
+func (db *DB) shardTag(shard int) string {
+	if shard == dirShard {
+		return db.dir()
+	}
+	return db.tag(shard)
+}
+
+func (db *DB) auditKey(shard int) string { return db.shardTag(shard) + "audit" }
+func (db *DB) headKey(shard int) string  { return db.shardTag(shard) + "audit-head" }
+
+// hashEvent returns the body to store and its hash; e.PrevHash must be set.
+func hashEvent(e Event) (body []byte, hash string, err error) {
+	e.ID, e.Hash = "", ""
+	body, err = json.Marshal(e)
+	if err != nil {
+		return nil, "", err
+	}
+	sum := sha256.Sum256(body)
+	return body, hex.EncodeToString(sum[:]), nil
+}
+
+// auditArgs chains events after prev and returns the script arguments:
+// prev, n, then hash and body per event.
+func auditArgs(prev string, events []Event) ([]any, error) {
+	args := []any{prev, len(events)}
+	for _, e := range events {
+		e.PrevHash = prev
+		body, h, err := hashEvent(e)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, h, body)
+		prev = h
+	}
+	return args, nil
+}
+
+// luaAudit is prepended to every script that writes audit events. The
+// audit arguments come last, starting at ARGV index `a`; the stream and
+// its head are KEYS[ka] and KEYS[ka+1]. The check runs before any write,
+// so a stale head changes nothing.
+const luaAudit = `
+local function audit_stale(ka, a)
+  local cur = redis.call('GET', KEYS[ka+1]) or ''
+  if cur ~= ARGV[a] then return cur end
+  return false
+end
+local function audit_write(ka, a)
+  local n = tonumber(ARGV[a+1])
+  local last = ARGV[a]
+  for i = 1, n do
+    local h = ARGV[a+2*i]
+    redis.call('XADD', KEYS[ka], '*', 'e', ARGV[a+2*i+1], 'h', h)
+    last = h
+  end
+  redis.call('SET', KEYS[ka+1], last)
+end
+`
+
+// staleHead is the reply of a script whose audit head moved.
+const staleHead = "stale"
+
+// runAudited runs script with keys (the audit stream and head appended)
+// and args (the audit arguments appended), retrying with the new head when
+// another node wrote to the shard's chain in between. The reply's first
+// element is returned as status and the rest as values.
+func (db *DB) runAudited(ctx context.Context, s *redis.Script, shard int, keys []string, args []any, events []Event) ([]any, error) {
+	keys = append(keys, db.auditKey(shard), db.headKey(shard))
+	for attempt := 0; attempt < 8; attempt++ {
+		db.mu.Lock()
+		prev := db.head(shard)
+		db.mu.Unlock()
+		aargs, err := auditArgs(prev, events)
+		if err != nil {
+			return nil, err
+		}
+		res, err := s.Run(ctx, db.rdb, keys, append(append([]any{}, args...), aargs...)...).Slice()
+		if err != nil {
+			return nil, err
+		}
+		if len(res) == 2 && res[0] == staleHead {
+			cur, _ := res[1].(string)
+			db.mu.Lock()
+			db.setHead(shard, cur)
+			db.mu.Unlock()
+			continue
+		}
+		if len(events) > 0 {
+			// The script wrote our chain: remember its head.
+			last := aargs[len(aargs)-2].(string)
+			db.mu.Lock()
+			db.setHead(shard, last)
+			db.mu.Unlock()
+		}
+		return res, nil
+	}
+	return nil, fmt.Errorf("store: audit chain of shard %d too contended", shard)
+}
+
+func (db *DB) head(shard int) string {
+	if shard == dirShard {
+		return db.dirHead
+	}
+	return db.lastHash[shard]
+}
+
+func (db *DB) setHead(shard int, h string) {
+	if shard == dirShard {
+		db.dirHead = h
+		return
+	}
+	db.lastHash[shard] = h
+}
+
+// KEYS 1..2 audit stream and head. ARGV audit.
+var scriptAuditOnly = redis.NewScript(luaAudit + `
+local stale = audit_stale(1, 1)
+if stale then return {'stale', stale} end
+audit_write(1, 1)
+return {'ok'}
+`)
+
+// Audit appends events that record no state change of their own (a read
+// that must be noted, an introspection refusal) to the user's shard ("" for
+// the directory chain).
+func (db *DB) Audit(ctx context.Context, user string, events ...Event) error {
+	shard := dirShard
+	if user != "" {
+		shard = ShardOf(user)
+	}
+	_, err := db.runAudited(ctx, scriptAuditOnly, shard, nil, nil, events)
+	return err
+}

@@ -1,0 +1,178 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RequestState is a request with its current lifecycle state, as the
+// device sees it.
+type RequestState struct {
+	Request  Request
+	State    State
+	Approval *Approval
+}
+
+// KEYS[1] request. Returns {rec, state, exp, approval}.
+var scriptView = redis.NewScript(`
+local f = redis.call('HMGET', KEYS[1], 'rec', 'state', 'exp', 'approval')
+if not f[1] then return {''} end
+return {f[1], f[2], f[3], f[4] or ''}
+`)
+
+func (db *DB) requestKey(id string) (string, bool) {
+	shard, ok := shardOfID(id)
+	if !ok {
+		return "", false
+	}
+	return db.tag(shard) + "req:" + id, true
+}
+
+// RequestFor returns a request of user, ErrNotFound when it does not
+// exist or belongs to someone else. Expiry is applied on read.
+func (db *DB) RequestFor(ctx context.Context, id, user string) (*RequestState, error) {
+	key, ok := db.requestKey(id)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	res, err := scriptView.Run(ctx, db.rdb, []string{key}).Slice()
+	if err != nil {
+		return nil, err
+	}
+	return db.decodeState(res, user)
+}
+
+func (db *DB) decodeState(res []any, user string) (*RequestState, error) {
+	if s, _ := res[0].(string); s == "" {
+		return nil, ErrNotFound
+	}
+	r, ap, err := decodeRecApproval(res[0], res[3])
+	if err != nil {
+		return nil, err
+	}
+	if r.UserID != user {
+		return nil, ErrNotFound
+	}
+	st := State(res[1].(string))
+	if (st == Pending || st == Approved) && !db.Now().Before(r.ExpiresAt) {
+		st = Expired
+	}
+	return &RequestState{Request: *r, State: st, Approval: ap}, nil
+}
+
+// PendingFor lists a user's device-pending requests, newest first.
+func (db *DB) PendingFor(ctx context.Context, user string) ([]*RequestState, error) {
+	now := db.Now()
+	t := db.tag(ShardOf(user))
+	ids, err := db.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: t + "pending:" + user, Start: "(" + itoa(ms(now)), Stop: "+inf", ByScore: true}).Result()
+	if err != nil {
+		return nil, err
+	}
+	cmds := make([]*redis.Cmd, len(ids))
+	_, err = db.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = scriptView.Eval(ctx, p, []string{t + "req:" + id})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []*RequestState
+	for _, c := range cmds {
+		res, err := c.Slice()
+		if err != nil {
+			return nil, err
+		}
+		rs, err := db.decodeState(res, user)
+		if err != nil || rs.State != Pending {
+			continue
+		}
+		out = append(out, rs)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	// Requests with equal expiry keep creation order; sort newest first.
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].Request.CreatedAt.After(out[j-1].Request.CreatedAt); j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out, nil
+}
+
+// Decision outcomes.
+var (
+	// ErrDecided is returned when the request was already decided or has
+	// expired: the first decision wins.
+	ErrDecided = fmt.Errorf("store: request already decided or expired")
+)
+
+// Decision is a device's decision to record.
+type Decision struct {
+	Approve  bool
+	Approval *Approval // when approving
+	Outbox   *Outbox
+	Events   []Event
+}
+
+// ARGV: 1 decision (approve|deny), 2 user, 3 now, 4 approval, 5 amount,
+// 6 outbox, 7.. audit.
+var scriptDecide = redis.NewScript(luaCommon + `
+local stale = audit_stale(12, 7)
+if stale then return {'stale', stale} end
+local f = redis.call('HMGET', KEYS[1], 'state', 'user', 'exp')
+if not f[1] or f[2] ~= ARGV[2] then return {'missing'} end
+if f[1] ~= 'pending' or tonumber(ARGV[3]) >= tonumber(f[3]) then return {'decided'} end
+local id = string.match(KEYS[1], 'req:(.*)$')
+unpend(id)
+if ARGV[1] == 'approve' then
+  redis.call('HSET', KEYS[1], 'state', 'approved', 'approval', ARGV[4])
+  approve_counters(tonumber(ARGV[5]))
+else
+  redis.call('HSET', KEYS[1], 'state', 'denied')
+  deny_counters()
+end
+outbox(ARGV[6])
+audit_write(12, 7)
+return {'ok'}
+`)
+
+// Decide records the first decision on a pending request of r.UserID.
+func (db *DB) Decide(ctx context.Context, r *Request, d Decision) error {
+	now := db.Now()
+	ap := []byte("")
+	var err error
+	if d.Approval != nil {
+		if ap, err = json.Marshal(d.Approval); err != nil {
+			return err
+		}
+	}
+	ob, err := outboxArg(d.Outbox)
+	if err != nil {
+		return err
+	}
+	verdict := "deny"
+	if d.Approve {
+		verdict = "approve"
+	}
+	k := db.keysFor(r.ID, r.ClientID, r.UserID, now)
+	res, err := db.runAudited(ctx, scriptDecide, k.shard, k.keys, []any{verdict, r.UserID, ms(now), ap, r.Amount, ob}, d.Events)
+	if err != nil {
+		return err
+	}
+	switch res[0] {
+	case "ok":
+		if d.Approve {
+			return db.countAgentRequest(ctx, r.ClientID, now)
+		}
+		return nil
+	case "missing":
+		return ErrNotFound
+	}
+	return ErrDecided
+}

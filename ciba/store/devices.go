@@ -1,0 +1,139 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Device is a user's enrolled phone: its ES256 public key and its Web
+// Push subscription (empty when the browser could not subscribe).
+type Device struct {
+	ID               string          `json:"id"`
+	UserID           string          `json:"user_id"`
+	Name             string          `json:"name"`
+	PublicKey        json.RawMessage `json:"public_key"`
+	PushSubscription json.RawMessage `json:"push_subscription,omitempty"`
+	CreatedAt        time.Time       `json:"created_at"`
+}
+
+func (db *DB) deviceKey(id string) string       { return db.dir() + "device:" + id }
+func (db *DB) userDevicesKey(u string) string   { return db.dir() + "devices:" + u }
+func (db *DB) enrollKey(codeHash string) string { return db.dir() + "enroll:" + codeHash }
+
+func hashCode(code string) string {
+	sum := sha256.Sum256([]byte(code))
+	return hex.EncodeToString(sum[:])
+}
+
+// CreateEnrollment stores a one-time enrollment code for a user, hashed,
+// until it expires.
+func (db *DB) CreateEnrollment(ctx context.Context, user, code string, until time.Time) error {
+	return db.rdb.Set(ctx, db.enrollKey(hashCode(code)), user, until.Sub(db.Now())).Err()
+}
+
+// KEYS 1 enroll code, 2 device, 3 user devices. ARGV 1 device json
+// (without user), 2 device id, 3 user key prefix. The code is consumed
+// and the device stored in one step: a code enrolls one device, once.
+var scriptEnroll = redis.NewScript(`
+local user = redis.call('GET', KEYS[1])
+if not user then return {'bad_code'} end
+if redis.call('EXISTS', ARGV[3] .. user) == 0 then redis.call('DEL', KEYS[1]); return {'bad_code'} end
+redis.call('DEL', KEYS[1])
+local d = cjson.decode(ARGV[1])
+d['user_id'] = user
+local devices = ARGV[4] .. user
+redis.call('SET', KEYS[2], cjson.encode(d))
+redis.call('SADD', devices, ARGV[2])
+return {'ok', user}
+`)
+
+// ErrBadCode is returned for an unknown, used or expired enrollment code.
+var ErrBadCode = errors.New("store: enrollment code unknown, used or expired")
+
+// Enroll consumes an enrollment code and stores the device for its user;
+// it returns the device with its user id set.
+func (db *DB) Enroll(ctx context.Context, code string, d Device) (*Device, error) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	res, err := scriptEnroll.Run(ctx, db.rdb, []string{db.enrollKey(hashCode(code)), db.deviceKey(d.ID), db.userDevicesKey("")},
+		b, d.ID, db.userKey(""), db.userDevicesKey("")).Slice()
+	if err != nil {
+		return nil, err
+	}
+	if res[0] != "ok" {
+		return nil, ErrBadCode
+	}
+	d.UserID = res[1].(string)
+	return &d, nil
+}
+
+// Device returns one device.
+func (db *DB) Device(ctx context.Context, id string) (*Device, error) {
+	b, err := db.rdb.Get(ctx, db.deviceKey(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var d Device
+	return &d, json.Unmarshal(b, &d)
+}
+
+// Devices returns a user's devices.
+func (db *DB) Devices(ctx context.Context, user string) ([]*Device, error) {
+	ids, err := db.rdb.SMembers(ctx, db.userDevicesKey(user)).Result()
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = db.deviceKey(id)
+	}
+	vals, err := db.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Device, 0, len(vals))
+	for _, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue
+		}
+		var d Device
+		if json.Unmarshal([]byte(s), &d) == nil {
+			out = append(out, &d)
+		}
+	}
+	return out, nil
+}
+
+// SetPushSubscription replaces (or with nil removes) a device's push
+// subscription.
+func (db *DB) SetPushSubscription(ctx context.Context, id string, sub json.RawMessage) error {
+	d, err := db.Device(ctx, id)
+	if err != nil {
+		return err
+	}
+	d.PushSubscription = sub
+	b, _ := json.Marshal(d)
+	return db.rdb.SetXX(ctx, db.deviceKey(id), b, 0).Err()
+}
+
+// RemoveDevice deletes a device.
+func (db *DB) RemoveDevice(ctx context.Context, d *Device) error {
+	_, err := db.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, db.deviceKey(d.ID))
+		p.SRem(ctx, db.userDevicesKey(d.UserID), d.ID)
+		return nil
+	})
+	return err
+}

@@ -1,0 +1,58 @@
+// Package store holds ALL of Countersign's Redis state: the key schema,
+// the Lua scripts that make every transition atomic, the audit streams,
+// the notification outbox and pub/sub. It imports nothing of ours; its
+// methods are use cases (CreateRequest, Poll, Redeem, Decide,
+// ReadSignals), each one script or one pipeline, returning outcomes that
+// package ciba maps to OAuth codes.
+//
+// # Keys
+//
+// Every key starts with the configured prefix (default "cs:"). Per-user
+// state is spread over 16 shards by hash tag, shard = SHA-256(user)[0]
+// mod 16, so that a request, its user's indexes and counters, the audit
+// chain and the outbox that one transition touches are all in one Redis
+// Cluster slot:
+//
+//	{sNN}:req:<id>                    hash: rec (JSON), state, exp, interval, next, approval, client, user
+//	{sNN}:pending:<user>              zset of pending request ids by expiry (push-bombing caps, device list)
+//	{sNN}:pending-au:<client>:<user>  the same per agent and user
+//	{sNN}:expiries                    zset of pending ids by expiry (the expiry sweeper)
+//	{sNN}:c:au:<client>:<user>:r:<5m> approved requests per 5-minute bucket (TTL 65 min)
+//	{sNN}:c:au:<client>:<user>:s:<h>  approved spend per hour (TTL 25 h); :d:<h> denials
+//	{sNN}:c:au:<client>:<user>:approved  approvals ever (first_time)
+//	{sNN}:c:u:<user>:s:<h>            the user's approved spend per hour; :p:<minute> pushes
+//	{sNN}:audit, {sNN}:audit-head     the shard's audit stream and its hash-chain head
+//	{sNN}:outbox                      the shard's notification outbox (stream, consumer group)
+//	{a:<client>}:r:<5m>               agent-wide approved requests (its own slot: spans users)
+//	{dir}:client:<id>, {dir}:clients  clients (JSON) and their index
+//	{dir}:user:<id>, {dir}:users, {dir}:user-email:<email>
+//	{dir}:device:<id>, {dir}:devices:<user>, {dir}:enroll:<sha256(code)>
+//	{dir}:singleton:<name>            signing keys, VAPID keys
+//	{dir}:audit, {dir}:audit-head     the directory's audit chain (rule changes, clients)
+//	once:<kind>:<jti>                 single-use JWT ids until they expire
+//
+// A request id carries its shard in its first two hex characters, so the
+// id alone finds its slot. Redis TTLs only collect garbage: expiry is
+// decided on every read from the "exp" field and the caller's clock
+// (now_ms is a script argument), never from TTL.
+//
+// # Audit and outbox under Redis Cluster
+//
+// A script may only touch one slot, so the audit stream and the outbox
+// are sharded by the same hash tag as the state they record: one audit
+// hash chain per shard (plus one for the directory), one outbox stream
+// per shard. Every transition script writes its state change, its audit
+// events and its outbox entry together: there is no event without its
+// change and no change without its event, by construction.
+//
+// Each event holds the SHA-256 of its predecessor in the shard's chain
+// (prev_hash) and its own hash over its JSON body. Lua in Redis has no
+// SHA-256, so the writer computes the hashes in Go from the head it
+// believes current and the script checks that head first: if another
+// node moved it, the script changes nothing and returns the new head, and
+// the writer retries (compare-and-set). Each node caches the heads.
+//
+// What it deliberately does not do: know OAuth error codes, HTTP, rules
+// or tokens. Records are serialised JSON, never Go objects kept in
+// memory.
+package store

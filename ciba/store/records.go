@@ -1,0 +1,298 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Client is a registered OAuth client (an agent or a resource server), as
+// stored. SecretHash is the SHA-256 of the client secret; the secret itself
+// is never stored.
+type Client struct {
+	ID                        string          `json:"client_id"`
+	Name                      string          `json:"client_name,omitempty"`
+	SecretHash                []byte          `json:"secret_hash,omitempty"`
+	AuthMethod                string          `json:"token_endpoint_auth_method"`
+	JWKS                      json.RawMessage `json:"jwks,omitempty"`
+	DeliveryMode              string          `json:"backchannel_token_delivery_mode"`
+	NotificationEndpoint      string          `json:"backchannel_client_notification_endpoint,omitempty"`
+	RequestSigningAlg         string          `json:"backchannel_authentication_request_signing_alg,omitempty"`
+	UserCodeParameter         bool            `json:"backchannel_user_code_parameter,omitempty"`
+	GrantTypes                []string        `json:"grant_types"`
+	Scope                     string          `json:"scope,omitempty"`
+	Agent                     AgentInfo       `json:"agent"`
+	DelegatesTo               []string        `json:"delegates_to,omitempty"`
+	MaxDelegationDepth        int             `json:"max_delegation_depth,omitempty"`
+	ResourceServer            bool            `json:"resource_server,omitempty"`
+	DPoPBoundAccessTokens     bool            `json:"dpop_bound_access_tokens,omitempty"`
+	AllowPrivateNotifications bool            `json:"allow_private_notification_endpoint,omitempty"`
+	Disabled                  bool            `json:"disabled,omitempty"`
+	CreatedAt                 time.Time       `json:"created_at"`
+}
+
+// AgentInfo describes the agent behind a client; rules read it.
+type AgentInfo struct {
+	TrustTier string `json:"trust_tier,omitempty"`
+	Owner     string `json:"owner,omitempty"`
+	Model     string `json:"model,omitempty"`
+	Version   string `json:"version,omitempty"`
+}
+
+// User is a person agents act for.
+type User struct {
+	ID         string         `json:"id"`
+	Email      string         `json:"email,omitempty"`
+	Attributes map[string]any `json:"attributes,omitempty"`
+	MayAct     []MayAct       `json:"may_act,omitempty"`
+	CreatedAt  time.Time      `json:"created_at"`
+	// Devices is the number of enrolled devices, filled by UserByHint.
+	Devices int64 `json:"-"`
+}
+
+// MayAct limits which agents may act for a user, and how far.
+type MayAct struct {
+	ClientID  string   `json:"client_id"`
+	Scope     string   `json:"scope,omitempty"`
+	MaxAmount *float64 `json:"max_amount,omitempty"`
+}
+
+// Directory keys (clients, users) share the {dir} hash tag: the few
+// scripts over them (an email index, a user lookup by hint) stay in one
+// Redis Cluster slot.
+func (db *DB) dir() string                { return db.prefix + "{dir}:" }
+func (db *DB) clientKey(id string) string { return db.dir() + "client:" + id }
+func (db *DB) clientsKey() string         { return db.dir() + "clients" }
+func (db *DB) userKey(id string) string   { return db.dir() + "user:" + id }
+func (db *DB) usersKey() string           { return db.dir() + "users" }
+func (db *DB) emailKey(e string) string   { return db.dir() + "user-email:" + e }
+
+// CreateClient stores a new client; ErrExists when the id is taken.
+func (db *DB) CreateClient(ctx context.Context, c *Client) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	ok, err := db.rdb.SetNX(ctx, db.clientKey(c.ID), b, 0).Result()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrExists
+	}
+	return db.rdb.SAdd(ctx, db.clientsKey(), c.ID).Err()
+}
+
+// PutClient replaces an existing client (admin PATCH).
+func (db *DB) PutClient(ctx context.Context, c *Client) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	ok, err := db.rdb.SetXX(ctx, db.clientKey(c.ID), b, 0).Result()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Client returns one client.
+func (db *DB) Client(ctx context.Context, id string) (*Client, error) {
+	return decodeClient(db.rdb.Get(ctx, db.clientKey(id)).Bytes())
+}
+
+func decodeClient(b []byte, err error) (*Client, error) {
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c Client
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Clients lists every client, sorted by id.
+func (db *DB) Clients(ctx context.Context) ([]*Client, error) {
+	ids, err := db.rdb.SMembers(ctx, db.clientsKey()).Result()
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(ids)
+	out := make([]*Client, 0, len(ids))
+	for _, id := range ids {
+		c, err := db.Client(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// DeleteClient removes a client.
+func (db *DB) DeleteClient(ctx context.Context, id string) error {
+	n, err := db.rdb.Del(ctx, db.clientKey(id)).Result()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return db.rdb.SRem(ctx, db.clientsKey(), id).Err()
+}
+
+// CreateUser stores a new user and its email index atomically.
+func (db *DB) CreateUser(ctx context.Context, u *User) error {
+	b, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	res, err := scriptCreateUser.Run(ctx, db.rdb, []string{db.userKey(u.ID), db.emailKey(u.Email), db.usersKey()}, b, u.ID, u.Email).Text()
+	if err != nil {
+		return err
+	}
+	if res != "ok" {
+		return ErrExists
+	}
+	return nil
+}
+
+// PutUser replaces a user, moving its email index when the email changed.
+func (db *DB) PutUser(ctx context.Context, old, u *User) error {
+	b, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	res, err := scriptPutUser.Run(ctx, db.rdb, []string{db.userKey(u.ID), db.emailKey(old.Email), db.emailKey(u.Email)}, b, u.ID, old.Email, u.Email).Text()
+	if err != nil {
+		return err
+	}
+	switch res {
+	case "ok":
+		return nil
+	case "missing":
+		return ErrNotFound
+	default:
+		return ErrExists
+	}
+}
+
+// User returns one user by id.
+func (db *DB) User(ctx context.Context, id string) (*User, error) {
+	return decodeUser(db.rdb.Get(ctx, db.userKey(id)).Bytes())
+}
+
+// UserByHint resolves a login_hint that is a user id or an email, in one
+// round trip.
+func (db *DB) UserByHint(ctx context.Context, hint string) (*User, error) {
+	res, err := scriptUserByHint.Run(ctx, db.rdb, []string{db.userKey(hint), db.emailKey(hint)}, db.userKey(""), db.userDevicesKey("")).Slice()
+	if err != nil {
+		return nil, err
+	}
+	b, _ := res[0].(string)
+	if b == "" {
+		return nil, ErrNotFound
+	}
+	u, err := decodeUser([]byte(b), nil)
+	if err == nil {
+		u.Devices, _ = res[1].(int64)
+	}
+	return u, err
+}
+
+func decodeUser(b []byte, err error) (*User, error) {
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var u User
+	if err := json.Unmarshal(b, &u); err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// Users lists every user id, sorted.
+func (db *DB) Users(ctx context.Context) ([]*User, error) {
+	ids, err := db.rdb.SMembers(ctx, db.usersKey()).Result()
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(ids)
+	out := make([]*User, 0, len(ids))
+	for _, id := range ids {
+		u, err := db.User(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// DeleteUser removes a user and its email index.
+func (db *DB) DeleteUser(ctx context.Context, u *User) error {
+	n, err := db.rdb.Del(ctx, db.userKey(u.ID)).Result()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	if u.Email != "" {
+		db.rdb.Del(ctx, db.emailKey(u.Email))
+	}
+	return db.rdb.SRem(ctx, db.usersKey(), u.ID).Err()
+}
+
+var scriptCreateUser = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
+if ARGV[3] ~= '' then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return 'exists' end
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[2])
+return 'ok'`)
+
+var scriptPutUser = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+if ARGV[4] ~= ARGV[3] and ARGV[4] ~= '' then
+  if redis.call('EXISTS', KEYS[3]) == 1 then return 'exists' end
+  redis.call('SET', KEYS[3], ARGV[2])
+end
+if ARGV[4] ~= ARGV[3] and ARGV[3] ~= '' then redis.call('DEL', KEYS[2]) end
+redis.call('SET', KEYS[1], ARGV[1])
+return 'ok'`)
+
+// KEYS[1] user:<hint>, KEYS[2] user-email:<hint>; ARGV[1] the user key
+// prefix, ARGV[2] the user devices prefix. Returns {user json, devices}.
+var scriptUserByHint = redis.NewScript(`
+local u = redis.call('GET', KEYS[1])
+if not u then
+  local id = redis.call('GET', KEYS[2])
+  if not id then return {'', 0} end
+  u = redis.call('GET', ARGV[1] .. id)
+  if not u then return {'', 0} end
+end
+local id = cjson.decode(u)['id']
+return {u, redis.call('SCARD', ARGV[2] .. id)}`)

@@ -1,0 +1,376 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Request is a backchannel authentication request as stored: everything
+// decided at /bc-authorize, immutable afterwards. Its mutable lifecycle
+// (state, interval, approval) lives in sibling hash fields.
+type Request struct {
+	ID                   string          `json:"id"`
+	ClientID             string          `json:"client_id"`
+	UserID               string          `json:"user_id"`
+	Scope                string          `json:"scope"`
+	BindingMessage       string          `json:"binding_message,omitempty"`
+	AuthorizationDetails json.RawMessage `json:"authorization_details,omitempty"`
+	ACRValues            []string        `json:"acr_values,omitempty"`
+	DeliveryMode         string          `json:"delivery_mode"`
+	NotificationToken    string          `json:"client_notification_token,omitempty"`
+	Risk                 json.RawMessage `json:"risk,omitempty"`
+	Path                 string          `json:"path"`
+	Amount               float64         `json:"amount,omitempty"`
+	IP                   string          `json:"ip,omitempty"`
+	CreatedAt            time.Time       `json:"created_at"`
+	ExpiresAt            time.Time       `json:"expires_at"`
+}
+
+// Approval says how a request was approved; it becomes the token's
+// approval claim.
+type Approval struct {
+	By          string    `json:"by"`
+	Rules       []string  `json:"rules"`
+	DeviceID    string    `json:"device_id,omitempty"`
+	DecisionJTI string    `json:"decision_jti,omitempty"`
+	DecisionJWT string    `json:"decision_jwt,omitempty"`
+	GrantID     string    `json:"grant_id,omitempty"`
+	TokenJTI    string    `json:"token_jti,omitempty"`
+	At          time.Time `json:"at"`
+}
+
+// State is a request's lifecycle state. Expired is derived from the
+// expiry on every read; Redis TTL only collects garbage.
+type State string
+
+// Request states.
+const (
+	Pending  State = "pending"
+	Approved State = "approved"
+	Denied   State = "denied"
+	Expired  State = "expired"
+	Redeemed State = "redeemed"
+)
+
+// Limits caps device-pending requests to defend users against push
+// bombing. Zero means no cap.
+type Limits struct {
+	PendingPerUser      int
+	PendingPerAgentUser int
+	PushesPerMinute     int
+}
+
+// LimitError is returned by CreateRequest when a cap is reached.
+type LimitError struct {
+	Which      string
+	RetryAfter time.Duration
+}
+
+func (e *LimitError) Error() string { return "store: limit reached: " + e.Which }
+
+// Outbox is a notification to deliver to an agent after a state change.
+type Outbox struct {
+	RequestID string          `json:"request_id"`
+	Kind      string          `json:"kind"` // ping | push
+	Body      json.RawMessage `json:"body,omitempty"`
+}
+
+// NewRequest is what CreateRequest stores.
+type NewRequest struct {
+	Request  Request
+	State    State     // Pending, Approved (by policy or context) or Denied (nothing stored but counters and audit)
+	Interval int       // seconds between polls
+	Approval *Approval // when State is Approved
+	Outbox   *Outbox   // when a ping/push client must be told now
+	Limits   Limits    // when State is Pending
+	Events   []Event
+}
+
+type reqKeys struct {
+	shard int
+	keys  []string
+}
+
+// keysFor returns the keys every request script takes, in this order:
+// 1 request, 2 user pending, 3 agent-user pending, 4 agent-user requests
+// bucket (5 min), 5 agent-user approvals, 6 agent-user spend (hour), 7
+// user spend (hour), 8 agent-user denials (hour), 9 user pushes (minute),
+// 10 shard expiries, 11 shard outbox.
+func (db *DB) keysFor(id, client, user string, now time.Time) reqKeys {
+	shard := ShardOf(user)
+	t := db.tag(shard)
+	au := t + "c:au:" + client + ":" + user + ":"
+	u := t + "c:u:" + user + ":"
+	return reqKeys{shard, []string{
+		t + "req:" + id,
+		t + "pending:" + user,
+		t + "pending-au:" + client + ":" + user,
+		au + "r:" + itoa(bucket5(now)),
+		au + "approved",
+		au + "s:" + itoa(bucketHour(now)),
+		u + "s:" + itoa(bucketHour(now)),
+		au + "d:" + itoa(bucketHour(now)),
+		u + "p:" + itoa(now.Unix()/60),
+		t + "expiries",
+		t + "outbox",
+	}}
+}
+
+func bucket5(t time.Time) int64    { return t.Unix() / 300 }
+func bucketHour(t time.Time) int64 { return t.Unix() / 3600 }
+
+// luaCommon holds the counter and index updates shared by the request
+// scripts (keys as in keysFor).
+const luaCommon = luaAudit + `
+local function approve_counters(amount)
+  redis.call('INCR', KEYS[4]); redis.call('EXPIRE', KEYS[4], 3900)
+  redis.call('INCR', KEYS[5]); redis.call('EXPIRE', KEYS[5], 34560000)
+  if amount > 0 then
+    redis.call('INCRBYFLOAT', KEYS[6], amount); redis.call('EXPIRE', KEYS[6], 90000)
+    redis.call('INCRBYFLOAT', KEYS[7], amount); redis.call('EXPIRE', KEYS[7], 90000)
+  end
+end
+local function deny_counters()
+  redis.call('INCR', KEYS[8]); redis.call('EXPIRE', KEYS[8], 90000)
+end
+local function unpend(id)
+  redis.call('ZREM', KEYS[2], id); redis.call('ZREM', KEYS[3], id); redis.call('ZREM', KEYS[10], id)
+end
+local function outbox(entry)
+  if entry ~= '' then redis.call('XADD', KEYS[11], '*', 'n', entry) end
+end
+`
+
+// ARGV: 1 rec, 2 state, 3 now, 4 exp, 5 interval, 6 approval, 7 amount,
+// 8 max pending per user, 9 per agent-user, 10 pushes per minute, 11 id,
+// 12 outbox, 13 gc ttl ms, 14.. audit.
+var scriptCreate = redis.NewScript(luaCommon + `
+local stale = audit_stale(12, 14)
+if stale then return {'stale', stale} end
+local now = tonumber(ARGV[3])
+local state = ARGV[2]
+if state == 'denied' then
+  deny_counters()
+  audit_write(12, 14)
+  return {'ok'}
+end
+if state == 'pending' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  local function full(key, max)
+    if max > 0 and redis.call('ZCARD', key) >= max then
+      local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+      return tonumber(first[2]) - now
+    end
+    return false
+  end
+  local r = full(KEYS[2], tonumber(ARGV[8]))
+  if r then return {'limit', 'user_pending', r} end
+  r = full(KEYS[3], tonumber(ARGV[9]))
+  if r then return {'limit', 'agent_user_pending', r} end
+  local maxp = tonumber(ARGV[10])
+  if maxp > 0 and tonumber(redis.call('GET', KEYS[9]) or '0') >= maxp then
+    return {'limit', 'pushes_per_minute', 60000 - (now % 60000)}
+  end
+  redis.call('INCR', KEYS[9]); redis.call('EXPIRE', KEYS[9], 120)
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[11])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[11])
+  redis.call('ZADD', KEYS[10], ARGV[4], ARGV[11])
+end
+local rec = cjson.decode(ARGV[1])
+redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'state', state, 'exp', ARGV[4], 'interval', ARGV[5],
+  'next', 0, 'client', rec['client_id'], 'user', rec['user_id'])
+if state == 'approved' then
+  redis.call('HSET', KEYS[1], 'approval', ARGV[6])
+  approve_counters(tonumber(ARGV[7]))
+  outbox(ARGV[12])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[13])
+audit_write(12, 14)
+return {'ok'}
+`)
+
+// gcTTL keeps a request around for an hour after its expiry so late polls
+// get expired_token rather than invalid_grant.
+const gcTTL = time.Hour
+
+// CreateRequest stores a request decided at /bc-authorize, updates the
+// counters and indexes and writes its audit events, all in one script.
+func (db *DB) CreateRequest(ctx context.Context, n NewRequest) error {
+	r := &n.Request
+	now := db.Now()
+	rec, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	approval := []byte("")
+	if n.Approval != nil {
+		if approval, err = json.Marshal(n.Approval); err != nil {
+			return err
+		}
+	}
+	ob, err := outboxArg(n.Outbox)
+	if err != nil {
+		return err
+	}
+	k := db.keysFor(r.ID, r.ClientID, r.UserID, now)
+	res, err := db.runAudited(ctx, scriptCreate, k.shard, k.keys, []any{
+		rec, string(n.State), ms(now), ms(r.ExpiresAt), n.Interval, approval, r.Amount,
+		n.Limits.PendingPerUser, n.Limits.PendingPerAgentUser, n.Limits.PushesPerMinute,
+		r.ID, ob, (r.ExpiresAt.Sub(now) + gcTTL).Milliseconds(),
+	}, n.Events)
+	if err != nil {
+		return err
+	}
+	if res[0] == "limit" {
+		which, _ := res[1].(string)
+		retry, _ := res[2].(int64)
+		return &LimitError{Which: which, RetryAfter: time.Duration(retry) * time.Millisecond}
+	}
+	if n.State == Approved {
+		return db.countAgentRequest(ctx, r.ClientID, now)
+	}
+	return nil
+}
+
+func outboxArg(o *Outbox) (string, error) {
+	if o == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(o)
+	return string(b), err
+}
+
+// countAgentRequest moves the agent-wide request counter, which lives in
+// the agent's own slot (it spans users, so it cannot share their shard).
+func (db *DB) countAgentRequest(ctx context.Context, client string, now time.Time) error {
+	k := db.agentBucketKey(client, bucket5(now))
+	_, err := db.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Incr(ctx, k)
+		p.Expire(ctx, k, 65*time.Minute)
+		return nil
+	})
+	return err
+}
+
+func (db *DB) agentBucketKey(client string, b int64) string {
+	return db.prefix + "{a:" + client + "}:r:" + itoa(b)
+}
+
+// PollOutcome is the result of one poll of a request.
+type PollOutcome struct {
+	Status   string // see the Poll* constants
+	Interval int    // the new interval after slow_down
+	Request  *Request
+	Approval *Approval
+	Response []byte // a push-mode token response, when stored
+}
+
+// Poll outcomes; ciba maps them to OAuth codes in one table.
+const (
+	PollUnknown     = "missing"
+	PollWrongClient = "wrong_client"
+	PollRedeemed    = "redeemed"
+	PollExpired     = "expired"
+	PollSlowDown    = "slow_down"
+	PollPending     = "pending"
+	PollDenied      = "denied"
+	PollApproved    = "approved"
+)
+
+// KEYS[1] request. ARGV: 1 client, 2 now.
+var scriptPoll = redis.NewScript(`
+local st = redis.call('HMGET', KEYS[1], 'state', 'client', 'exp', 'interval', 'next')
+if not st[1] then return {'missing'} end
+if st[2] ~= ARGV[1] then return {'wrong_client'} end
+if st[1] == 'redeemed' then return {'redeemed'} end
+local now = tonumber(ARGV[2])
+if now >= tonumber(st[3]) or st[1] == 'expired' then return {'expired'} end
+local interval = tonumber(st[4])
+if now < tonumber(st[5]) then
+  -- CIBA Core §11: slow_down adds 5 s for this and every later request.
+  interval = interval + 5
+  redis.call('HSET', KEYS[1], 'interval', interval, 'next', now + interval * 1000)
+  return {'slow_down', interval}
+end
+redis.call('HSET', KEYS[1], 'next', now + interval * 1000)
+if st[1] == 'pending' then return {'pending'} end
+if st[1] == 'denied' then return {'denied'} end
+local f = redis.call('HMGET', KEYS[1], 'rec', 'approval')
+return {'approved', f[1], f[2]}
+`)
+
+// Poll reads a request for the CIBA grant on behalf of client, enforcing
+// the polling interval. An approved request is returned with its record
+// and approval but stays approved until Redeem.
+func (db *DB) Poll(ctx context.Context, id, client string) (PollOutcome, error) {
+	shard, ok := shardOfID(id)
+	if !ok {
+		return PollOutcome{Status: PollUnknown}, nil
+	}
+	now := db.Now()
+	res, err := scriptPoll.Run(ctx, db.rdb, []string{db.tag(shard) + "req:" + id}, client, ms(now)).Slice()
+	if err != nil {
+		return PollOutcome{}, err
+	}
+	out := PollOutcome{Status: res[0].(string)}
+	switch out.Status {
+	case PollSlowDown:
+		out.Interval = int(res[1].(int64))
+	case PollApproved:
+		out.Request, out.Approval, err = decodeRecApproval(res[1], res[2])
+	}
+	return out, err
+}
+
+func decodeRecApproval(rec, approval any) (*Request, *Approval, error) {
+	var r Request
+	s, _ := rec.(string)
+	if err := json.Unmarshal([]byte(s), &r); err != nil {
+		return nil, nil, fmt.Errorf("store: request record: %w", err)
+	}
+	a, _ := approval.(string)
+	if a == "" {
+		return &r, nil, nil
+	}
+	var ap Approval
+	if err := json.Unmarshal([]byte(a), &ap); err != nil {
+		return nil, nil, fmt.Errorf("store: approval: %w", err)
+	}
+	return &r, &ap, nil
+}
+
+// ErrNotRedeemable is returned by Redeem when the request was redeemed,
+// expired or changed since it was polled.
+var ErrNotRedeemable = errors.New("store: request not redeemable")
+
+// KEYS[1] request, KEYS[2..3] audit. ARGV: 1 now, 2.. audit.
+var scriptRedeem = redis.NewScript(luaAudit + `
+local stale = audit_stale(2, 2)
+if stale then return {'stale', stale} end
+local st = redis.call('HMGET', KEYS[1], 'state', 'exp')
+if st[1] ~= 'approved' or tonumber(ARGV[1]) >= tonumber(st[2]) then return {'gone'} end
+redis.call('HSET', KEYS[1], 'state', 'redeemed')
+audit_write(2, 2)
+return {'ok'}
+`)
+
+// Redeem marks an approved request redeemed: one auth_req_id yields at
+// most one token response, ever. The token-issued event is written in the
+// same step.
+func (db *DB) Redeem(ctx context.Context, r *Request, events []Event) error {
+	shard := ShardOf(r.UserID)
+	res, err := db.runAudited(ctx, scriptRedeem, shard, []string{db.tag(shard) + "req:" + r.ID}, []any{ms(db.Now())}, events)
+	if err != nil {
+		return err
+	}
+	if res[0] != "ok" {
+		return ErrNotRedeemable
+	}
+	return nil
+}

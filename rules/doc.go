@@ -1,0 +1,25 @@
+// Package rules is Countersign's rule language: the CEL environment the
+// rules see, the typed input and its size bounds, the YAML ruleset format,
+// loading (parse, validate, type-check, estimate cost, compile once),
+// evaluation and the tests a ruleset carries. RULES.md in the design notes
+// is the contract; README.md beside this file is the admin guide.
+//
+// Key table (what a caller uses):
+//
+//	Load(src)            -> *Ruleset or *Problems (every problem, with line and column)
+//	Default()            -> the embedded default.yaml
+//	rs.Evaluate(in)      -> Outcome {level, path, score, rules, checks}
+//	rs.Signals()         -> the signal names the ruleset reads
+//	rs.RunTests()        -> one TestResult per `tests:` entry
+//	(*Action).Derive()   -> types, actions, amount, currency from details
+//
+// Decision procedure (RULES.md "How a decision is reached"), in order:
+// deny > (require_device | acr_values device | a failed expression) > allow
+// > score thresholds (medium runs the context checks).
+//
+// What it deliberately does not do: it knows nothing of HTTP, Redis or
+// CIBA. It does not read signals (package risk does, and fills
+// Input.Signals), it does not store ruleset versions, and it does not
+// enforce the input bounds on live requests (the caller should; the runtime
+// cost limit still caps an oversized input).
+package rules

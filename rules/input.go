@@ -1,0 +1,221 @@
+package rules
+
+import (
+	"encoding/json"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Input is what every rule sees: the five CEL variables of RULES.md "The CEL
+// environment". The `cel` tags are the names rules use; the `json` tags are
+// the same names, so a recorded input reads like a rule.
+type Input struct {
+	Agent   Agent   `cel:"agent" json:"agent"`
+	User    User    `cel:"user" json:"user"`
+	Action  Action  `cel:"action" json:"action"`
+	Request Request `cel:"request" json:"request"`
+	Signals Signals `cel:"signals" json:"signals"`
+}
+
+// Agent is the CEL variable `agent`: the client acting for the user.
+type Agent struct {
+	ClientID  string `cel:"client_id" json:"client_id"`
+	Name      string `cel:"name" json:"name"`
+	Owner     string `cel:"owner" json:"owner"`
+	TrustTier string `cel:"trust_tier" json:"trust_tier"` // TrustFirstParty, TrustStandard or TrustUntrusted
+	Model     string `cel:"model" json:"model"`
+	Version   string `cel:"version" json:"version"`
+	// DelegationDepth is 0 for a CIBA request, the number of token exchange
+	// hops otherwise.
+	DelegationDepth int64 `cel:"delegation_depth" json:"delegation_depth"`
+	// Chain lists client ids, the approved agent first, the caller last.
+	Chain []string `cel:"chain" json:"chain"`
+}
+
+// Agent trust tiers (RULES.md).
+const (
+	TrustFirstParty = "first_party"
+	TrustStandard   = "standard"
+	TrustUntrusted  = "untrusted"
+)
+
+// User is the CEL variable `user`: the person the agent acts for.
+type User struct {
+	ID    string `cel:"id" json:"id"`
+	Email string `cel:"email" json:"email"`
+	// Timezone is an IANA name; Evaluate uses "UTC" when it is empty.
+	Timezone string `cel:"timezone" json:"timezone"`
+	// Attributes are the admin-set, free-form attributes (a map of dyn).
+	Attributes map[string]any `cel:"attributes" json:"attributes"`
+	// Devices is the number of enrolled devices.
+	Devices int64 `cel:"devices" json:"devices"`
+}
+
+// Action is the CEL variable `action`: what the agent asks to do.
+type Action struct {
+	Scopes []string `cel:"scopes" json:"scopes"`
+	// Details are the authorization_details (RFC 9396) as sent, each a map
+	// of dyn.
+	Details []map[string]any `cel:"details" json:"details"`
+	// Types, Actions, Amount and Currency are derived from Details by Derive.
+	Types           []string `cel:"types" json:"types"`
+	Actions         []string `cel:"actions" json:"actions"`
+	Amount          float64  `cel:"amount" json:"amount"`
+	Currency        string   `cel:"currency" json:"currency"`
+	BindingMessage  string   `cel:"binding_message" json:"binding_message"`
+	RequestedExpiry int64    `cel:"requested_expiry" json:"requested_expiry"` // seconds
+	ACRValues       []string `cel:"acr_values" json:"acr_values"`
+}
+
+// Request is the CEL variable `request`: the transport context.
+type Request struct {
+	Kind      string    `cel:"kind" json:"kind"` // KindCIBA or KindTokenExchange
+	IP        string    `cel:"ip" json:"ip"`
+	UserAgent string    `cel:"user_agent" json:"user_agent"`
+	Time      time.Time `cel:"time" json:"time"`
+}
+
+// Request kinds (RULES.md).
+const (
+	KindCIBA          = "ciba"
+	KindTokenExchange = "token_exchange"
+)
+
+// Signals is the CEL variable `signals`: counters read from the store. Only
+// the ones a ruleset references (Ruleset.Signals) need to be filled in.
+type Signals struct {
+	AgentRequests1h     int64   `cel:"agent_requests_1h" json:"agent_requests_1h"`
+	AgentUserRequests1h int64   `cel:"agent_user_requests_1h" json:"agent_user_requests_1h"`
+	UserPending         int64   `cel:"user_pending" json:"user_pending"`
+	AgentUserDenials24h int64   `cel:"agent_user_denials_24h" json:"agent_user_denials_24h"`
+	UserSpend24h        float64 `cel:"user_spend_24h" json:"user_spend_24h"`
+	AgentUserSpend24h   float64 `cel:"agent_user_spend_24h" json:"agent_user_spend_24h"`
+	FirstTime           bool    `cel:"first_time" json:"first_time"`
+}
+
+// Signal names as rules spell them (`signals.agent_requests_1h`), one per
+// Signals field.
+const (
+	// SignalAgentRequests1h: requests by this agent in the last hour, all users.
+	SignalAgentRequests1h = "agent_requests_1h"
+	// SignalAgentUserRequests1h: requests by this agent for this user in the last hour.
+	SignalAgentUserRequests1h = "agent_user_requests_1h"
+	// SignalUserPending: the user's pending device requests.
+	SignalUserPending = "user_pending"
+	// SignalAgentUserDenials24h: denials of this agent by this user in 24 h.
+	SignalAgentUserDenials24h = "agent_user_denials_24h"
+	// SignalUserSpend24h: approved amounts for this user in 24 h, all agents.
+	SignalUserSpend24h = "user_spend_24h"
+	// SignalAgentUserSpend24h: approved amounts by this agent for this user in 24 h.
+	SignalAgentUserSpend24h = "agent_user_spend_24h"
+	// SignalFirstTime: this agent has no approved request for this user yet.
+	SignalFirstTime = "first_time"
+)
+
+// SignalNames lists every signal name, in declaration order.
+func SignalNames() []string {
+	return []string{SignalAgentRequests1h, SignalAgentUserRequests1h, SignalUserPending,
+		SignalAgentUserDenials24h, SignalUserSpend24h, SignalAgentUserSpend24h, SignalFirstTime}
+}
+
+// ACRDevice is the acr_values entry by which a client asks for the device
+// path (RULES.md "How a decision is reached", step 3).
+const ACRDevice = "urn:countersign:acr:device"
+
+// Derive fills Types, Actions, Amount and Currency from Details, the same
+// way for live requests and for the tests in a ruleset:
+//
+//   - Types / Actions: the string `type` / `action` of every detail, each
+//     value once, in order of first appearance;
+//   - Amount: the sum of every detail's `amount` (or, when absent, its RFC
+//     9396 style `instructedAmount.amount`), as a JSON number, a Go number or
+//     a numeric string. Negative amounts count by their absolute value, and
+//     an amount that is present but not a finite number counts as
+//     math.MaxFloat64, so that a malformed amount can never look small;
+//   - Currency: the first detail's `currency` (or `instructedAmount.currency`).
+func (a *Action) Derive() {
+	a.Types, a.Actions, a.Amount, a.Currency = nil, nil, 0, ""
+	for i, d := range a.Details {
+		if s, ok := d["type"].(string); ok && s != "" && !slices.Contains(a.Types, s) {
+			a.Types = append(a.Types, s)
+		}
+		if s, ok := d["action"].(string); ok && s != "" && !slices.Contains(a.Actions, s) {
+			a.Actions = append(a.Actions, s)
+		}
+		amount, currency, present := detailAmount(d)
+		if present {
+			a.Amount = addAmount(a.Amount, amount)
+		}
+		if i == 0 {
+			a.Currency = currency
+		}
+	}
+}
+
+func detailAmount(d map[string]any) (amount float64, currency string, present bool) {
+	currency, _ = d["currency"].(string)
+	raw, present := d["amount"]
+	if !present {
+		if ia, ok := d["instructedAmount"].(map[string]any); ok {
+			raw, present = ia["amount"]
+			if currency == "" {
+				currency, _ = ia["currency"].(string)
+			}
+		}
+	}
+	if !present {
+		return 0, currency, false
+	}
+	return toAmount(raw), currency, true
+}
+
+// toAmount reads one amount; anything that is not a finite number is
+// math.MaxFloat64 (fail closed: it exceeds every limit).
+func toAmount(v any) float64 {
+	var f float64
+	switch n := v.(type) {
+	case float64:
+		f = n
+	case float32:
+		f = float64(n)
+	case int:
+		f = float64(n)
+	case int64:
+		f = float64(n)
+	case int32:
+		f = float64(n)
+	case uint64:
+		f = float64(n)
+	case uint:
+		f = float64(n)
+	case json.Number:
+		p, err := strconv.ParseFloat(n.String(), 64)
+		if err != nil {
+			return math.MaxFloat64
+		}
+		f = p
+	case string:
+		p, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
+		if err != nil {
+			return math.MaxFloat64
+		}
+		f = p
+	default:
+		return math.MaxFloat64
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return math.MaxFloat64
+	}
+	return math.Abs(f)
+}
+
+func addAmount(sum, v float64) float64 {
+	s := sum + v
+	if math.IsInf(s, 0) || s > math.MaxFloat64 {
+		return math.MaxFloat64
+	}
+	return s
+}

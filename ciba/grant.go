@@ -1,0 +1,153 @@
+package ciba
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"strings"
+
+	"github.com/countersign/countersign/ciba/clientauth"
+	"github.com/countersign/countersign/ciba/oauth"
+	"github.com/countersign/countersign/ciba/rar"
+	"github.com/countersign/countersign/ciba/store"
+	"github.com/countersign/countersign/ciba/token"
+)
+
+// TokenInput is a decoded /token request.
+type TokenInput struct {
+	Credentials clientauth.Credentials
+	Form        url.Values
+	Endpoint    string
+	IP          string
+}
+
+// TokenResponse is RFC 6749 §5.1 with the CIBA and RFC 9396 members.
+type TokenResponse struct {
+	AccessToken          string          `json:"access_token"`
+	TokenType            string          `json:"token_type"`
+	ExpiresIn            int             `json:"expires_in"`
+	IDToken              string          `json:"id_token,omitempty"`
+	Scope                string          `json:"scope,omitempty"`
+	AuthorizationDetails json.RawMessage `json:"authorization_details,omitempty"`
+	IssuedTokenType      string          `json:"issued_token_type,omitempty"`
+	// AuthReqID is set only in push-mode callbacks (CIBA Core §10.3.1).
+	AuthReqID string `json:"auth_req_id,omitempty"`
+}
+
+// Token runs the token endpoint for the grants Countersign supports.
+func (s *Service) Token(ctx context.Context, in TokenInput) (*TokenResponse, error) {
+	cl, err := s.Authenticate(ctx, in.Credentials, in.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	switch gt := in.Form.Get("grant_type"); gt {
+	case oauth.GrantCIBA:
+		return s.cibaGrant(ctx, cl, in)
+	case "":
+		return nil, oauth.New(oauth.InvalidRequest, "grant_type is required")
+	default:
+		return nil, oauth.New(oauth.UnsupportedGrantType, "grant_type %q is not supported", gt)
+	}
+}
+
+// pollErrors maps store outcomes to CIBA Core §11 error codes.
+var pollErrors = map[string]*oauth.Error{
+	store.PollUnknown:     {Code: oauth.InvalidGrant, Description: "auth_req_id is unknown, already used or not yours", Status: 400},
+	store.PollWrongClient: {Code: oauth.InvalidGrant, Description: "auth_req_id is unknown, already used or not yours", Status: 400},
+	store.PollRedeemed:    {Code: oauth.InvalidGrant, Description: "auth_req_id is unknown, already used or not yours", Status: 400},
+	store.PollExpired:     {Code: oauth.ExpiredToken, Description: "the authentication request has expired", Status: 400},
+	store.PollSlowDown:    {Code: oauth.SlowDown, Description: "polling too fast: the interval grew by 5 seconds", Status: 400},
+	store.PollPending:     {Code: oauth.AuthorizationPending, Description: "the user has not decided yet", Status: 400},
+	store.PollDenied:      {Code: oauth.AccessDenied, Description: "the request was denied", Status: 400},
+}
+
+func (s *Service) cibaGrant(ctx context.Context, cl *store.Client, in TokenInput) (*TokenResponse, error) {
+	if !hasGrant(cl, oauth.GrantCIBA) {
+		return nil, oauth.New(oauth.UnauthorizedClient, "client is not registered for the CIBA grant")
+	}
+	// CIBA Core §10.3: push clients get the token delivered, never by polling.
+	if cl.DeliveryMode == ModePush {
+		return nil, oauth.New(oauth.UnauthorizedClient, "push-mode clients receive tokens at their notification endpoint")
+	}
+	id := in.Form.Get("auth_req_id")
+	if id == "" {
+		return nil, oauth.New(oauth.InvalidRequest, "auth_req_id is required")
+	}
+	o, err := s.db.Poll(ctx, id, cl.ID)
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := pollErrors[o.Status]; ok {
+		c := *e
+		return nil, &c
+	}
+	if o.Approval == nil {
+		return nil, errors.New("ciba: approved request without approval")
+	}
+	resp, jti, err := s.mint(o.Request, o.Approval, "")
+	if err != nil {
+		return nil, err
+	}
+	ev := store.Event{At: s.Now(), Type: "token.issued", RequestID: id, GrantID: o.Approval.GrantID, User: o.Request.UserID,
+		Agent: cl.ID, Actors: []string{cl.ID}, Path: o.Approval.By, DeviceID: o.Approval.DeviceID, TokenJTI: jti, IP: in.IP}
+	if err := s.db.Redeem(ctx, o.Request, []store.Event{ev}); err != nil {
+		if errors.Is(err, store.ErrNotRedeemable) {
+			// Another poll redeemed it first (or it expired in between):
+			// this token is never released.
+			c := *pollErrors[store.PollRedeemed]
+			return nil, &c
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+// ACR of an approval path.
+func acrOf(by string) string {
+	switch by {
+	case "device":
+		return oauth.ACRDevice
+	case "context":
+		return oauth.ACRContext
+	}
+	return oauth.ACRPolicy
+}
+
+// mint issues the access and ID tokens of an approved request. authReqID
+// is set for push-mode delivery (the ID token then carries it, CIBA Core
+// §10.3.1).
+func (s *Service) mint(r *store.Request, ap *store.Approval, authReqID string) (*TokenResponse, string, error) {
+	var rd []rar.Detail
+	if len(r.AuthorizationDetails) > 0 {
+		if err := json.Unmarshal(r.AuthorizationDetails, &rd); err != nil {
+			return nil, "", err
+		}
+	}
+	aud := []string{s.cfg.DefaultAudience}
+	if locs := rar.Locations(rd); len(locs) > 0 {
+		aud = locs
+	}
+	acr := acrOf(ap.By)
+	at, claims, err := s.tokens.Access(token.AccessClaims{
+		Subject: r.UserID, ClientID: r.ClientID, Audience: aud, Act: &token.Act{Sub: r.ClientID},
+		Scope: r.Scope, GrantID: ap.GrantID, AuthorizationDetails: r.AuthorizationDetails, ACR: acr, AuthTime: ap.At,
+		Approval: token.Approval{By: ap.By, Rules: ap.Rules, DeviceID: ap.DeviceID, DecisionJTI: ap.DecisionJTI},
+		Expiry:   r.ExpiresAt.Add(s.tokens.AccessTTL),
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	resp := &TokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int(claims.Expiry.Sub(s.Now()).Seconds()),
+		Scope: r.Scope, AuthorizationDetails: r.AuthorizationDetails}
+	if containsScope(r.Scope, "openid") {
+		resp.IDToken, err = s.tokens.ID(token.IDClaims{Subject: r.UserID, Audience: r.ClientID, ACR: acr,
+			AuthTime: ap.At, AccessToken: at, AuthReqID: authReqID})
+		if err != nil {
+			return nil, "", err
+		}
+	}
+	return resp, claims.ID, nil
+}
+
+func containsScope(scope, s string) bool { return contains(strings.Fields(scope), s) }

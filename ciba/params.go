@@ -1,0 +1,218 @@
+package ciba
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/countersign/countersign/ciba/clientauth"
+	"github.com/countersign/countersign/ciba/oauth"
+	"github.com/countersign/countersign/ciba/store"
+)
+
+// authParams are the authentication request parameters (CIBA Core §7.1).
+var authParams = []string{"scope", "client_notification_token", "acr_values", "login_hint_token",
+	"id_token_hint", "login_hint", "binding_message", "user_code", "requested_expiry", "authorization_details"}
+
+// MaxRequestObjectLifetime bounds a signed request's exp - iat and
+// exp - nbf (FAPI-CIBA §5.2.2: at most 60 minutes).
+const MaxRequestObjectLifetime = 60 * time.Minute
+
+func (s *Service) readParams(ctx context.Context, cl *store.Client, form url.Values) (params, error) {
+	if ro := form.Get("request"); ro != "" {
+		return s.requestObject(ctx, cl, ro)
+	}
+	// CIBA Core §7.1.1: a client that registered a signing alg must sign.
+	if cl.RequestSigningAlg != "" {
+		return params{}, oauth.New(oauth.InvalidRequest, "this client must send a signed request object")
+	}
+	p := params{has: map[string]bool{}}
+	for _, k := range authParams {
+		if _, ok := form[k]; ok {
+			p.has[k] = true
+		}
+	}
+	p.scope = form.Get("scope")
+	p.loginHint, p.idTokenHint, p.loginHintToken = form.Get("login_hint"), form.Get("id_token_hint"), form.Get("login_hint_token")
+	p.bindingMessage, p.userCode = form.Get("binding_message"), form.Get("user_code")
+	p.notificationToken = form.Get("client_notification_token")
+	p.acrValues = strings.Fields(form.Get("acr_values"))
+	p.requestedExpiry = form.Get("requested_expiry")
+	p.details = form.Get("authorization_details")
+	return p, nil
+}
+
+// requestObject verifies a signed authentication request (CIBA Core
+// §7.1.1). Every fault is invalid_request (§13).
+func (s *Service) requestObject(ctx context.Context, cl *store.Client, ro string) (params, error) {
+	bad := func(format string, args ...any) (params, error) {
+		return params{}, oauth.New(oauth.InvalidRequest, "request object: "+format, args...)
+	}
+	if cl.RequestSigningAlg == "" {
+		return bad("this client has not registered backchannel_authentication_request_signing_alg")
+	}
+	keys, err := clientauth.ParseJWKS(cl.JWKS)
+	if err != nil || len(keys) == 0 {
+		return bad("the client has no usable registered keys")
+	}
+	claims := jwt.MapClaims{}
+	_, err = jwt.ParseWithClaims(ro, claims, keys.Keyfunc(),
+		jwt.WithValidMethods([]string{cl.RequestSigningAlg}), jwt.WithTimeFunc(s.Now),
+		jwt.WithIssuer(cl.ID), jwt.WithAudience(s.cfg.Issuer), jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(), jwt.WithLeeway(5*time.Second))
+	if err != nil {
+		return bad("%s", jwtProblem(err))
+	}
+	// §7.1.1: iat, nbf, exp and jti are all required.
+	exp, _ := claims.GetExpirationTime()
+	iat, _ := claims.GetIssuedAt()
+	nbf, _ := claims.GetNotBefore()
+	if iat == nil || nbf == nil {
+		return bad("iat and nbf are required")
+	}
+	if exp.Sub(iat.Time) > MaxRequestObjectLifetime || exp.Sub(nbf.Time) > MaxRequestObjectLifetime {
+		return bad("lifetime over %s", MaxRequestObjectLifetime)
+	}
+	jti, _ := claims["jti"].(string)
+	if jti == "" {
+		return bad("jti is required")
+	}
+	fresh, err := s.db.UseOnce(ctx, "request:"+cl.ID, jti, exp.Time)
+	if err != nil {
+		return params{}, err
+	}
+	if !fresh {
+		return bad("jti was already used")
+	}
+	p := params{has: map[string]bool{}}
+	str := func(name string) (string, error) {
+		v, ok := claims[name]
+		if !ok {
+			return "", nil
+		}
+		p.has[name] = true
+		switch x := v.(type) {
+		case string:
+			return x, nil
+		case float64:
+			// requested_expiry may be a JSON number (CIBA Core §7.1.1).
+			if name == "requested_expiry" {
+				if x != float64(int64(x)) {
+					return "", fmt.Errorf("requested_expiry must be an integer")
+				}
+				return fmt.Sprint(int64(x)), nil
+			}
+		case []any:
+			if name == "authorization_details" {
+				b, _ := json.Marshal(x)
+				return string(b), nil
+			}
+		}
+		return "", fmt.Errorf("%s has the wrong type", name)
+	}
+	fields := map[string]*string{"scope": &p.scope, "login_hint": &p.loginHint, "id_token_hint": &p.idTokenHint,
+		"login_hint_token": &p.loginHintToken, "binding_message": &p.bindingMessage, "user_code": &p.userCode,
+		"client_notification_token": &p.notificationToken, "requested_expiry": &p.requestedExpiry,
+		"authorization_details": &p.details}
+	var acr string
+	fields["acr_values"] = &acr
+	for name, dst := range fields {
+		v, err := str(name)
+		if err != nil {
+			return bad("%v", err)
+		}
+		*dst = v
+	}
+	p.acrValues = strings.Fields(acr)
+	return p, nil
+}
+
+func jwtProblem(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "expired"
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "not valid yet"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "aud must be the issuer"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "iss must be the client_id"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "a required claim is missing"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "signature invalid"
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "malformed"
+	}
+	return "invalid"
+}
+
+// resolveUser finds the user a hint names (CIBA Core §7.1).
+func (s *Service) resolveUser(ctx context.Context, cl *store.Client, p params) (*store.User, error) {
+	var hint string
+	switch {
+	case p.loginHint != "":
+		hint = p.loginHint
+	case p.idTokenHint != "":
+		sub, err := s.tokens.VerifyIDTokenHint(p.idTokenHint)
+		if err != nil {
+			return nil, oauth.New(oauth.InvalidRequest, "id_token_hint is not an ID token issued by this server")
+		}
+		hint = sub
+	default:
+		h, err := s.loginHintToken(cl, p.loginHintToken)
+		if err != nil {
+			return nil, err
+		}
+		hint = h
+	}
+	u, err := s.db.UserByHint(ctx, normalizeHint(hint))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, oauth.New(oauth.UnknownUserID, "no user matches the hint")
+	}
+	return u, err
+}
+
+func normalizeHint(h string) string {
+	if strings.Contains(h, "@") {
+		return strings.ToLower(strings.TrimSpace(h))
+	}
+	return h
+}
+
+// loginHintToken verifies a login_hint_token: a JWT signed with the
+// client's registered key, iss the client, aud the issuer, exp, and sub or
+// email (API.md decided details).
+func (s *Service) loginHintToken(cl *store.Client, tok string) (string, error) {
+	keys, err := clientauth.ParseJWKS(cl.JWKS)
+	if err != nil || len(keys) == 0 {
+		return "", oauth.New(oauth.InvalidRequest, "login_hint_token: the client has no registered keys")
+	}
+	algs := clientauth.AsymmetricAlgs
+	if cl.RequestSigningAlg != "" {
+		algs = []string{cl.RequestSigningAlg}
+	}
+	claims := jwt.MapClaims{}
+	_, err = jwt.ParseWithClaims(tok, claims, keys.Keyfunc(), jwt.WithValidMethods(algs),
+		jwt.WithTimeFunc(s.Now), jwt.WithIssuer(cl.ID), jwt.WithAudience(s.cfg.Issuer), jwt.WithExpirationRequired())
+	if errors.Is(err, jwt.ErrTokenExpired) {
+		// CIBA Core §13: expired_login_hint_token.
+		return "", oauth.New(oauth.ExpiredLoginHintToken, "login_hint_token has expired")
+	}
+	if err != nil {
+		return "", oauth.New(oauth.InvalidRequest, "login_hint_token: %s", jwtProblem(err))
+	}
+	if sub, _ := claims["sub"].(string); sub != "" {
+		return sub, nil
+	}
+	if email, _ := claims["email"].(string); email != "" {
+		return email, nil
+	}
+	return "", oauth.New(oauth.InvalidRequest, "login_hint_token needs sub or email")
+}

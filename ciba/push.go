@@ -1,0 +1,134 @@
+package ciba
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/countersign/countersign/ciba/rar"
+	"github.com/countersign/countersign/ciba/store"
+	"github.com/countersign/countersign/notify"
+	"github.com/countersign/countersign/risk"
+)
+
+// vapidName is the store singleton holding the VAPID key pair.
+const vapidName = "vapid-keys"
+
+// LoadVAPID returns the shared VAPID keys, creating them on first start.
+func LoadVAPID(ctx context.Context, db *store.DB) (notify.VAPIDKeys, error) {
+	k, err := notify.GenerateVAPIDKeys()
+	if err != nil {
+		return notify.VAPIDKeys{}, err
+	}
+	init, _ := json.Marshal(k)
+	b, err := db.LoadOrInit(ctx, vapidName, init)
+	if err != nil {
+		return notify.VAPIDKeys{}, err
+	}
+	var out notify.VAPIDKeys
+	return out, json.Unmarshal(b, &out)
+}
+
+// DevicePusher sends approval requests to a user's devices by Web Push.
+// Pushing is asynchronous and best effort: a failed push leaves the
+// request pending and visible in GET /device/requests.
+type DevicePusher struct {
+	Service *Service
+	Pusher  *notify.Pusher
+	// Wait, when set, receives the completion of every push (tests).
+	Wait func()
+}
+
+// PushPayload is the Web Push payload of an approval request (API.md).
+type PushPayload struct {
+	Type           string   `json:"type"`
+	ID             string   `json:"id"`
+	BindingMessage string   `json:"binding_message,omitempty"`
+	Agent          Agent    `json:"agent"`
+	Summary        string   `json:"summary"`
+	Risk           RiskView `json:"risk"`
+	ExpiresAt      string   `json:"expires_at"`
+}
+
+// NotifyDevices implements DeviceNotifier.
+func (p *DevicePusher) NotifyDevices(ctx context.Context, r *store.Request, d risk.Decision) {
+	s := p.Service
+	devs, err := s.db.Devices(ctx, r.UserID)
+	if err != nil {
+		s.Log.Error("device lookup for push failed", "request", r.ID, "err", err)
+		return
+	}
+	v := s.view(ctx, &store.RequestState{Request: *r, State: store.Pending})
+	payload, _ := json.Marshal(PushPayload{Type: "approval_request", ID: r.ID, BindingMessage: r.BindingMessage,
+		Agent: v.Agent, Summary: Summary(r), Risk: v.Risk, ExpiresAt: v.ExpiresAt})
+	ttl := r.ExpiresAt.Sub(s.Now())
+	for _, dev := range devs {
+		if len(dev.PushSubscription) == 0 {
+			continue
+		}
+		var sub notify.Subscription
+		if json.Unmarshal(dev.PushSubscription, &sub) != nil {
+			continue
+		}
+		dev := dev
+		go func() {
+			if p.Wait != nil {
+				defer p.Wait()
+			}
+			// RFC 8030 §5.4: one topic per user, so a newer approval
+			// request replaces an older undelivered one.
+			msg := notify.Message{Payload: payload, TTL: ttl, Urgency: "high", Topic: topicOf(r.UserID)}
+			// The deadline is on the wall clock: s.Now may be a test clock.
+			deadline := time.Now().Add(ttl)
+			pctx, cancel := context.WithDeadline(context.Background(), deadline)
+			defer cancel()
+			res := p.Pusher.SendRetry(pctx, sub, msg, deadline)
+			switch res.Outcome {
+			case notify.Gone:
+				// RFC 8030 §7.3: 404/410 means the subscription is gone.
+				if err := s.db.SetPushSubscription(context.Background(), dev.ID, nil); err != nil {
+					s.Log.Error("removing a gone subscription failed", "device", dev.ID, "err", err)
+				}
+				s.Log.Info("push subscription gone; removed", "device", dev.ID)
+			case notify.Delivered:
+			default:
+				s.Log.Warn("push failed", "device", dev.ID, "request", r.ID, "status", res.Status, "err", res.Err)
+			}
+		}()
+	}
+}
+
+// topicOf is at most 32 characters of the URL-safe base64 alphabet.
+func topicOf(user string) string { return "req-" + BMHash("topic:" + user)[:28] }
+
+// Summary is a one-line description of what an agent asks.
+func Summary(r *store.Request) string {
+	var ds []rar.Detail
+	_ = json.Unmarshal(r.AuthorizationDetails, &ds)
+	if len(ds) == 0 {
+		return "Sign in as you (" + r.Scope + ")"
+	}
+	parts := make([]string, 0, len(ds))
+	for _, d := range ds {
+		typ, _ := d["type"].(string)
+		act, _ := d["action"].(string)
+		switch typ {
+		case rar.TypePaymentInitiation:
+			amt := rar.Amount([]rar.Detail{d})
+			cur, _ := d["currency"].(string)
+			to := ""
+			if c, ok := d["creditor"].(map[string]any); ok {
+				if n, ok := c["name"].(string); ok {
+					to = " to " + n
+				}
+			}
+			parts = append(parts, fmt.Sprintf("Pay %.2f %s%s", amt, cur, to))
+		default:
+			res, _ := d["resource"].(string)
+			parts = append(parts, strings.TrimSpace(act+" "+res))
+		}
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,272 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/countersign/countersign/ciba"
+	"github.com/countersign/countersign/ciba/admin"
+	"github.com/countersign/countersign/ciba/oauth"
+	"github.com/countersign/countersign/ciba/store"
+	"github.com/countersign/countersign/ciba/token"
+)
+
+// MaxBody is the largest request body accepted (API.md).
+const MaxBody = 64 << 10
+
+// Deps is what the HTTP layer serves.
+type Deps struct {
+	Service    *ciba.Service
+	Admin      *admin.Service
+	DB         *store.DB
+	Keys       func() token.KeySet
+	AdminToken string
+	Log        *slog.Logger
+	Metrics    *Metrics
+	// Ready reports whether the node can serve (Redis, rules).
+	Ready func(ctx context.Context) error
+	// RulesVersion names the active ruleset on this node.
+	RulesVersion func() string
+	// VAPIDPublic is the server's VAPID public key (enrollment answer).
+	VAPIDPublic string
+	Extra       []func(e *echo.Echo) // more routes (device app, ...)
+}
+
+type srv struct{ Deps }
+
+// New returns the HTTP handler of a node.
+func New(d Deps) *echo.Echo {
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	s := &srv{d}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.renderError
+	e.Use(s.recoverer, s.requestID, s.bodyLimit, s.observe)
+
+	e.GET("/.well-known/openid-configuration", s.discovery)
+	e.GET("/.well-known/oauth-authorization-server", s.discovery)
+	e.GET("/jwks.json", s.jwks)
+	e.POST("/bc-authorize", s.bcAuthorize)
+	e.POST("/token", s.token)
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", s.readyz)
+	if d.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(d.Metrics.Handler()))
+	}
+	a := e.Group("/admin", s.adminAuth)
+	a.POST("/clients", s.createClient)
+	a.GET("/clients", s.listClients)
+	a.GET("/clients/:id", s.getClient)
+	a.PATCH("/clients/:id", s.patchClient)
+	a.DELETE("/clients/:id", s.deleteClient)
+	a.POST("/users", s.createUser)
+	a.GET("/users", s.listUsers)
+	a.GET("/users/:id", s.getUser)
+	a.PATCH("/users/:id", s.patchUser)
+	a.DELETE("/users/:id", s.deleteUser)
+	a.POST("/users/:id/enrollments", s.createEnrollment)
+	s.deviceRoutes(e)
+	for _, f := range d.Extra {
+		f(e)
+	}
+	return e
+}
+
+// renderError is the one error renderer.
+func (s *srv) renderError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var oe *oauth.Error
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &oe):
+	case errors.As(err, &he):
+		switch he.Code {
+		case http.StatusNotFound:
+			oe = oauth.New(oauth.NotFound, "no such endpoint")
+		case http.StatusMethodNotAllowed:
+			oe = oauth.New(oauth.MethodNotAllowed, "method not allowed")
+		case http.StatusRequestEntityTooLarge:
+			oe = oauth.New(oauth.RequestEntityTooLarge, "request body over 64 KiB")
+		case http.StatusUnauthorized:
+			oe = oauth.New(oauth.InvalidToken, "authentication required").WithStatus(401)
+		default:
+			oe = oauth.New(oauth.InvalidRequest, "%v", he.Message).WithStatus(he.Code)
+		}
+	default:
+		s.Log.Error("request failed", "request_id", c.Response().Header().Get(echo.HeaderXRequestID),
+			"path", c.Path(), "err", err)
+		oe = oauth.New(oauth.ServerError, "internal error; see the server log for request %s", c.Response().Header().Get(echo.HeaderXRequestID))
+	}
+	h := c.Response().Header()
+	for k, v := range oe.Header {
+		h[k] = v
+	}
+	if oe.Status == http.StatusMethodNotAllowed && h.Get("Allow") == "" {
+		h.Set("Allow", allowed(c))
+	}
+	h.Set("Cache-Control", "no-store")
+	body := map[string]any{"error": oe.Code, "error_description": oe.Description}
+	for k, v := range oe.Extra {
+		body[k] = v
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(oe.Status)
+		return
+	}
+	_ = c.JSON(oe.Status, body)
+}
+
+// allowed lists the methods routed for the request's path.
+func allowed(c echo.Context) string {
+	var ms []string
+	for _, r := range c.Echo().Routes() {
+		if r.Path == c.Path() || r.Path == c.Request().URL.Path {
+			ms = append(ms, r.Method)
+		}
+	}
+	if len(ms) == 0 {
+		return "GET, POST"
+	}
+	return strings.Join(ms, ", ")
+}
+
+func (s *srv) recoverer(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.Log.Error("panic", "request_id", c.Response().Header().Get(echo.HeaderXRequestID), "panic", fmt.Sprint(r),
+					"stack", string(debug.Stack()))
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}()
+		return next(c)
+	}
+}
+
+func (s *srv) requestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set(echo.HeaderXRequestID, store.NewID())
+		return next(c)
+	}
+}
+
+// bodyLimit refuses bodies over MaxBody with 413, by Content-Length
+// up front and by counting otherwise.
+func (s *srv) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.ContentLength > MaxBody {
+			return oauth.New(oauth.RequestEntityTooLarge, "request body over 64 KiB")
+		}
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, MaxBody)
+		return next(c)
+	}
+}
+
+func (s *srv) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		if s.Metrics != nil {
+			s.Metrics.observeHTTP(c.Path(), c.Request().Method, c.Response().Status, time.Since(start))
+		}
+		s.Log.Debug("http", "request_id", c.Response().Header().Get(echo.HeaderXRequestID), "method", c.Request().Method,
+			"path", c.Path(), "status", c.Response().Status, "ms", time.Since(start).Milliseconds())
+		return nil
+	}
+}
+
+// readForm reads an OAuth endpoint's form body: the content type must be
+// form-urlencoded and no parameter may repeat (RFC 6749 §3.1, §3.2).
+func readForm(c echo.Context) (url.Values, error) {
+	ct, _, _ := mime.ParseMediaType(c.Request().Header.Get("Content-Type"))
+	if ct != "application/x-www-form-urlencoded" {
+		return nil, oauth.New(oauth.InvalidRequest, "the body must be application/x-www-form-urlencoded")
+	}
+	b, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, oauth.New(oauth.RequestEntityTooLarge, "request body over 64 KiB")
+		}
+		return nil, oauth.New(oauth.InvalidRequest, "could not read the body")
+	}
+	form, err := url.ParseQuery(string(b))
+	if err != nil {
+		return nil, oauth.New(oauth.InvalidRequest, "the body is not valid form encoding")
+	}
+	for k, v := range form {
+		if len(v) > 1 {
+			return nil, oauth.New(oauth.InvalidRequest, "parameter %q is repeated", k)
+		}
+	}
+	return form, nil
+}
+
+// readBody reads a JSON body of the admin and device APIs.
+func readBody(c echo.Context) ([]byte, error) {
+	b, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, oauth.New(oauth.RequestEntityTooLarge, "request body over 64 KiB")
+		}
+		return nil, oauth.New(oauth.InvalidRequest, "could not read the body")
+	}
+	return b, nil
+}
+
+func noStore(c echo.Context) {
+	c.Response().Header().Set("Cache-Control", "no-store")
+	c.Response().Header().Set("Pragma", "no-cache")
+}
+
+func endpoint(c echo.Context, issuer string) string {
+	return strings.TrimRight(issuer, "/") + c.Request().URL.Path
+}
+
+func (s *srv) readyz(c echo.Context) error {
+	if s.Ready != nil {
+		if err := s.Ready(c.Request().Context()); err != nil {
+			s.Log.Warn("not ready", "err", err)
+			return c.JSON(503, map[string]string{"status": "unavailable", "reason": err.Error()})
+		}
+	}
+	out := map[string]string{"status": "ready"}
+	if s.RulesVersion != nil {
+		out["rules_version"] = s.RulesVersion()
+	}
+	return c.JSON(200, out)
+}
+
+// adminAuth checks the admin bearer token in constant time.
+func (s *srv) adminAuth(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header.Get("Authorization")
+		tok, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || s.AdminToken == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.AdminToken)) != 1 {
+			return oauth.New(oauth.InvalidToken, "a valid admin bearer token is required").WithStatus(401).
+				WithHeader("WWW-Authenticate", `Bearer realm="countersign-admin"`)
+		}
+		return next(c)
+	}
+}

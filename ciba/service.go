@@ -1,0 +1,119 @@
+package ciba
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/countersign/countersign/ciba/clientauth"
+	"github.com/countersign/countersign/ciba/store"
+	"github.com/countersign/countersign/ciba/token"
+	"github.com/countersign/countersign/risk"
+	"github.com/countersign/countersign/rules"
+)
+
+// Config holds the protocol settings of a server node.
+type Config struct {
+	Issuer          string
+	DefaultExpiry   time.Duration // requested_expiry when none is sent (300 s)
+	MaxExpiry       time.Duration // requested_expiry is clamped to this (1800 s)
+	PollInterval    int           // seconds, for device-pending requests (5)
+	DefaultAudience string        // access token aud without locations (the issuer)
+	Limits          store.Limits  // push-bombing caps
+	Dev             bool
+}
+
+// Observer receives decision outcomes for metrics. It may be nil.
+type Observer interface {
+	Decision(d risk.Decision)
+}
+
+// Service is one node's protocol engine.
+type Service struct {
+	cfg    Config
+	db     *store.DB
+	engine *risk.Engine
+	tokens *token.Minter
+	auth   *clientauth.Verifier
+	// Now is the clock that decides expiry.
+	Now      func() time.Time
+	Log      *slog.Logger
+	Observer Observer
+	// Devices is told about requests that wait for the user's phone. It
+	// may be nil (requests then wait for a device to look).
+	Devices DeviceNotifier
+}
+
+// DeviceNotifier sends a pending request to the user's devices.
+type DeviceNotifier interface {
+	NotifyDevices(ctx context.Context, r *store.Request, d risk.Decision)
+}
+
+// New returns a Service.
+func New(cfg Config, db *store.DB, engine *risk.Engine, tokens *token.Minter) *Service {
+	if cfg.DefaultExpiry == 0 {
+		cfg.DefaultExpiry = 300 * time.Second
+	}
+	if cfg.MaxExpiry == 0 {
+		cfg.MaxExpiry = 1800 * time.Second
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 5
+	}
+	if cfg.DefaultAudience == "" {
+		cfg.DefaultAudience = cfg.Issuer
+	}
+	s := &Service{cfg: cfg, db: db, engine: engine, tokens: tokens, Now: time.Now, Log: slog.Default()}
+	s.auth = &clientauth.Verifier{Issuer: cfg.Issuer, Now: func() time.Time { return s.Now() }, Replay: db}
+	return s
+}
+
+// Config returns the service's configuration.
+func (s *Service) Config() Config { return s.cfg }
+
+// SignalReader adapts the store to the risk engine.
+type SignalReader struct{ DB *store.DB }
+
+// ReadSignals implements risk.SignalReader.
+func (r SignalReader) ReadSignals(ctx context.Context, q risk.SignalQuery) (rules.Signals, error) {
+	s, err := r.DB.ReadSignals(ctx, q.ClientID, q.UserID, q.Names, q.Now)
+	if err != nil {
+		return rules.Signals{}, err
+	}
+	return rules.Signals{
+		AgentRequests1h:     s.AgentRequests1h,
+		AgentUserRequests1h: s.AgentUserRequests1h,
+		UserPending:         s.UserPending,
+		AgentUserDenials24h: s.AgentUserDenials24h,
+		UserSpend24h:        s.UserSpend24h,
+		AgentUserSpend24h:   s.AgentUserSpend24h,
+		FirstTime:           s.FirstTime,
+	}, nil
+}
+
+// Authenticate verifies a client's credentials at endpoint and returns
+// its record.
+func (s *Service) Authenticate(ctx context.Context, c clientauth.Credentials, endpoint string) (*store.Client, error) {
+	cl, err := s.db.Client(ctx, c.ClientID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	var reg *clientauth.Registered
+	if cl != nil {
+		reg = &clientauth.Registered{ID: cl.ID, Method: cl.AuthMethod, SecretHash: cl.SecretHash, JWKS: cl.JWKS, Disabled: cl.Disabled}
+	}
+	if err := s.auth.Verify(ctx, c, reg, endpoint); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
+func hasGrant(c *store.Client, grant string) bool {
+	for _, g := range c.GrantTypes {
+		if g == grant {
+			return true
+		}
+	}
+	return false
+}

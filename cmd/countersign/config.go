@@ -1,0 +1,183 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the server's configuration: flags with COUNTERSIGN_*
+// environment twins (flags win).
+type Config struct {
+	Issuer             string
+	Listen             string
+	RedisURL           string
+	AdminToken         string
+	RulesFile          string
+	Dev                bool
+	AccessTokenTTL     time.Duration
+	IDTokenTTL         time.Duration
+	DefaultExpiry      time.Duration
+	MaxExpiry          time.Duration
+	PollInterval       int
+	MaxPendingPerUser  int
+	MaxPendingPerAgent int
+	MaxPushesPerMinute int
+	VAPIDSubject       string
+	KeyPrefix          string
+	LogLevel           string
+	AdminName          string
+}
+
+type flagDef struct {
+	name, env, help string
+	str             *string
+	boolean         *bool
+	dur             *time.Duration
+	num             *int
+	def             string
+}
+
+func (c *Config) defs() []flagDef {
+	return []flagDef{
+		{name: "issuer", env: "COUNTERSIGN_ISSUER", str: &c.Issuer, def: "http://127.0.0.1:8080", help: "issuer URL"},
+		{name: "listen", env: "COUNTERSIGN_LISTEN", str: &c.Listen, def: "127.0.0.1:8080", help: "listen address"},
+		{name: "redis-url", env: "COUNTERSIGN_REDIS_URL", str: &c.RedisURL, help: "redis://, rediss://, redis+sentinel://h1:p,h2:p/master, redis+cluster://h1:p,h2:p; empty: embedded in-memory store"},
+		{name: "admin-token", env: "COUNTERSIGN_ADMIN_TOKEN", str: &c.AdminToken, help: "admin bearer token (generated and printed in embedded mode when empty)"},
+		{name: "admin-name", env: "COUNTERSIGN_ADMIN_NAME", str: &c.AdminName, def: "admin", help: "name recorded as the author of admin changes"},
+		{name: "rules", env: "COUNTERSIGN_RULES", str: &c.RulesFile, help: "ruleset file to activate at start when none is active"},
+		{name: "dev", env: "COUNTERSIGN_DEV", boolean: &c.Dev, help: "development mode: allow http:// and loopback notification endpoints and push services"},
+		{name: "access-token-ttl", env: "COUNTERSIGN_ACCESS_TOKEN_TTL", dur: &c.AccessTokenTTL, def: "5m", help: "access token lifetime"},
+		{name: "id-token-ttl", env: "COUNTERSIGN_ID_TOKEN_TTL", dur: &c.IDTokenTTL, def: "5m", help: "ID token lifetime"},
+		{name: "default-expiry", env: "COUNTERSIGN_DEFAULT_EXPIRY", dur: &c.DefaultExpiry, def: "300s", help: "request expiry when requested_expiry is absent"},
+		{name: "max-expiry", env: "COUNTERSIGN_MAX_EXPIRY", dur: &c.MaxExpiry, def: "1800s", help: "largest requested_expiry honoured (larger values are clamped)"},
+		{name: "poll-interval", env: "COUNTERSIGN_POLL_INTERVAL", num: &c.PollInterval, def: "5", help: "poll interval in seconds for device-pending requests"},
+		{name: "max-pending-per-user", env: "COUNTERSIGN_MAX_PENDING_PER_USER", num: &c.MaxPendingPerUser, def: "10", help: "device-pending requests per user (0: no cap)"},
+		{name: "max-pending-per-agent-user", env: "COUNTERSIGN_MAX_PENDING_PER_AGENT_USER", num: &c.MaxPendingPerAgent, def: "3", help: "device-pending requests per agent and user (0: no cap)"},
+		{name: "max-pushes-per-minute", env: "COUNTERSIGN_MAX_PUSHES_PER_MINUTE", num: &c.MaxPushesPerMinute, def: "5", help: "approval pushes per user per minute (0: no cap)"},
+		{name: "vapid-subject", env: "COUNTERSIGN_VAPID_SUBJECT", str: &c.VAPIDSubject, def: "admin@countersign.invalid", help: "VAPID contact (an email address, without mailto:)"},
+		{name: "key-prefix", env: "COUNTERSIGN_KEY_PREFIX", str: &c.KeyPrefix, def: "cs:", help: "prefix of every Redis key"},
+		{name: "log-level", env: "COUNTERSIGN_LOG_LEVEL", str: &c.LogLevel, def: "info", help: "debug, info, warn or error"},
+	}
+}
+
+var errHelp = errors.New("help shown")
+
+// parseConfig reads defaults, then the environment, then the flags.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	for _, d := range c.defs() {
+		val := d.def
+		if v := getenv(d.env); v != "" {
+			val = v
+		}
+		help := d.help + " (" + d.env + ")"
+		var err error
+		switch {
+		case d.str != nil:
+			fs.StringVar(d.str, d.name, val, help)
+		case d.boolean != nil:
+			b := false
+			if val != "" {
+				b, err = strconv.ParseBool(val)
+			}
+			fs.BoolVar(d.boolean, d.name, b, help)
+		case d.dur != nil:
+			var v time.Duration
+			if val != "" {
+				v, err = time.ParseDuration(val)
+			}
+			fs.DurationVar(d.dur, d.name, v, help)
+		case d.num != nil:
+			var n int
+			if val != "" {
+				n, err = strconv.Atoi(val)
+			}
+			fs.IntVar(d.num, d.name, n, help)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: %v", d.env, val, err)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errHelp
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the configuration as a whole.
+func (c *Config) Validate() error {
+	var errs []error
+	u, err := url.Parse(c.Issuer)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		errs = append(errs, errors.New("issuer must be an absolute http(s) URL"))
+	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(c.Issuer, "/"):
+		errs = append(errs, errors.New("issuer must have no query, fragment or trailing slash (RFC 8414 §2)"))
+	case u.Scheme == "http" && !c.Dev && !isLoopbackHost(u.Hostname()):
+		errs = append(errs, errors.New("issuer must be https unless it is loopback or --dev is set"))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen: %v", err))
+	}
+	if c.RedisURL != "" {
+		if _, err := redisOptions(c.RedisURL); err != nil {
+			errs = append(errs, fmt.Errorf("redis-url: %v", err))
+		}
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		errs = append(errs, errors.New("admin-token must be at least 16 characters"))
+	}
+	if c.RedisURL != "" && c.AdminToken == "" {
+		errs = append(errs, errors.New("admin-token is required with an external Redis (it is only generated in embedded mode)"))
+	}
+	for name, d := range map[string]time.Duration{"access-token-ttl": c.AccessTokenTTL, "id-token-ttl": c.IDTokenTTL,
+		"default-expiry": c.DefaultExpiry, "max-expiry": c.MaxExpiry} {
+		if d < time.Second || d > 24*time.Hour {
+			errs = append(errs, fmt.Errorf("%s must be between 1s and 24h", name))
+		}
+	}
+	if c.DefaultExpiry > c.MaxExpiry {
+		errs = append(errs, errors.New("default-expiry must not exceed max-expiry"))
+	}
+	if c.PollInterval < 1 || c.PollInterval > 60 {
+		errs = append(errs, errors.New("poll-interval must be 1 to 60 seconds"))
+	}
+	for name, n := range map[string]int{"max-pending-per-user": c.MaxPendingPerUser,
+		"max-pending-per-agent-user": c.MaxPendingPerAgent, "max-pushes-per-minute": c.MaxPushesPerMinute} {
+		if n < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative", name))
+		}
+	}
+	if strings.HasPrefix(c.VAPIDSubject, "mailto:") || !strings.Contains(c.VAPIDSubject, "@") && !strings.HasPrefix(c.VAPIDSubject, "https://") {
+		errs = append(errs, errors.New("vapid-subject must be an email address without mailto: (webpush-go adds it) or an https URL"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, errors.New("log-level must be debug, info, warn or error"))
+	}
+	return errors.Join(errs...)
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+const usage = `countersign — an authorization server for AI agents (OpenID CIBA)
+
+Usage:
+  countersign serve [flags]          run the server (embedded store unless --redis-url)
+  countersign rules validate FILE    compile a ruleset and run its tests (offline)
+  countersign rules test FILE        run a ruleset's tests (offline)
+  countersign help                   this text
+
+Run "countersign serve --help" for the server's flags; every flag has a
+COUNTERSIGN_* environment twin.
+`
+
+// run is the whole program: it returns the exit status.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], getenv, stdout, stderr)
+	case "rules":
+		return rulesCmd(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "countersign: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

@@ -117,13 +117,14 @@ type Decision struct {
 	Approve  bool
 	Approval *Approval // when approving
 	Outbox   *Outbox
+	Grant    *Grant // when approving
 	Events   []Event
 }
 
 // ARGV: 1 decision (approve|deny), 2 user, 3 now, 4 approval, 5 amount,
-// 6 outbox, 7.. audit.
+// 6 outbox, 7 grant record, 8 grant expiry ms, 9.. audit.
 var scriptDecide = redis.NewScript(luaCommon + `
-local stale = audit_stale(12, 7)
+local stale = audit_stale(14, 9)
 if stale then return {'stale', stale} end
 local f = redis.call('HMGET', KEYS[1], 'state', 'user', 'exp')
 if not f[1] or f[2] ~= ARGV[2] then return {'missing'} end
@@ -133,12 +134,13 @@ unpend(id)
 if ARGV[1] == 'approve' then
   redis.call('HSET', KEYS[1], 'state', 'approved', 'approval', ARGV[4])
   approve_counters(tonumber(ARGV[5]))
+  grant(ARGV[7], ARGV[8])
 else
   redis.call('HSET', KEYS[1], 'state', 'denied')
   deny_counters()
 end
 outbox(ARGV[6])
-audit_write(12, 7)
+audit_write(14, 9)
 return {'ok'}
 `)
 
@@ -160,8 +162,12 @@ func (db *DB) Decide(ctx context.Context, r *Request, d Decision) error {
 	if d.Approve {
 		verdict = "approve"
 	}
-	k := db.keysFor(r.ID, r.ClientID, r.UserID, now)
-	res, err := db.runAudited(ctx, scriptDecide, k.shard, k.keys, []any{verdict, r.UserID, ms(now), ap, r.Amount, ob}, d.Events)
+	grantID, grantRec, grantExp, err := grantArgs(d.Grant)
+	if err != nil {
+		return err
+	}
+	k := db.keysFor(r.ID, r.ClientID, r.UserID, grantID, now)
+	res, err := db.runAudited(ctx, scriptDecide, k.shard, k.keys, []any{verdict, r.UserID, ms(now), ap, r.Amount, ob, grantRec, grantExp}, d.Events)
 	if err != nil {
 		return err
 	}

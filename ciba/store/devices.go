@@ -37,41 +37,52 @@ func (db *DB) CreateEnrollment(ctx context.Context, user, code string, until tim
 	return db.rdb.Set(ctx, db.enrollKey(hashCode(code)), user, until.Sub(db.Now())).Err()
 }
 
-// KEYS 1 enroll code, 2 device, 3 user devices. ARGV 1 device json
-// (without user), 2 device id, 3 user key prefix. The code is consumed
-// and the device stored in one step: a code enrolls one device, once.
-var scriptEnroll = redis.NewScript(`
+// KEYS 1 enroll code, 2 device, 3 user devices, 4 user, 5-6 audit.
+// ARGV 1 device json (user set), 2 device id, 3 the user the code named
+// when read, 4.. audit. The code is consumed, the device stored and the
+// enrollment audited in one step: a code enrolls one device, once.
+var scriptEnroll = redis.NewScript(luaAudit + `
+local stale = audit_stale(5, 4)
+if stale then return {'stale', stale} end
 local user = redis.call('GET', KEYS[1])
-if not user then return {'bad_code'} end
-if redis.call('EXISTS', ARGV[3] .. user) == 0 then redis.call('DEL', KEYS[1]); return {'bad_code'} end
+if user ~= ARGV[3] then return {'bad_code'} end
 redis.call('DEL', KEYS[1])
-local d = cjson.decode(ARGV[1])
-d['user_id'] = user
-local devices = ARGV[4] .. user
-redis.call('SET', KEYS[2], cjson.encode(d))
-redis.call('SADD', devices, ARGV[2])
-return {'ok', user}
+if redis.call('EXISTS', KEYS[4]) == 0 then return {'bad_code'} end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[2])
+audit_write(5, 4)
+return {'ok'}
 `)
 
 // ErrBadCode is returned for an unknown, used or expired enrollment code.
 var ErrBadCode = errors.New("store: enrollment code unknown, used or expired")
 
-// Enroll consumes an enrollment code and stores the device for its user;
-// it returns the device with its user id set.
-func (db *DB) Enroll(ctx context.Context, code string, d Device) (*Device, error) {
+// Enroll consumes an enrollment code and stores the device for its user,
+// writing event (its User and DeviceID filled in) to the directory's audit
+// chain in the same step. It returns the device with its user id set.
+func (db *DB) Enroll(ctx context.Context, code string, d Device, event Event) (*Device, error) {
+	codeKey := db.enrollKey(hashCode(code))
+	user, err := db.rdb.Get(ctx, codeKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrBadCode
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.UserID = user
+	event.User, event.DeviceID = user, d.ID
 	b, err := json.Marshal(d)
 	if err != nil {
 		return nil, err
 	}
-	res, err := scriptEnroll.Run(ctx, db.rdb, []string{db.enrollKey(hashCode(code)), db.deviceKey(d.ID), db.userDevicesKey("")},
-		b, d.ID, db.userKey(""), db.userDevicesKey("")).Slice()
+	res, err := db.runAudited(ctx, scriptEnroll, dirShard,
+		[]string{codeKey, db.deviceKey(d.ID), db.userDevicesKey(user), db.userKey(user)}, []any{b, d.ID, user}, []Event{event})
 	if err != nil {
 		return nil, err
 	}
 	if res[0] != "ok" {
 		return nil, ErrBadCode
 	}
-	d.UserID = res[1].(string)
 	return &d, nil
 }
 
@@ -128,12 +139,24 @@ func (db *DB) SetPushSubscription(ctx context.Context, id string, sub json.RawMe
 	return db.rdb.SetXX(ctx, db.deviceKey(id), b, 0).Err()
 }
 
-// RemoveDevice deletes a device.
-func (db *DB) RemoveDevice(ctx context.Context, d *Device) error {
-	_, err := db.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, db.deviceKey(d.ID))
-		p.SRem(ctx, db.userDevicesKey(d.UserID), d.ID)
-		return nil
-	})
-	return err
+// KEYS 1 device, 2 user devices, 3-4 audit. ARGV 1 device id, 2.. audit.
+var scriptRemoveDevice = redis.NewScript(luaAudit + `
+local stale = audit_stale(3, 2)
+if stale then return {'stale', stale} end
+if redis.call('DEL', KEYS[1]) == 0 then return {'missing'} end
+redis.call('SREM', KEYS[2], ARGV[1])
+audit_write(3, 2)
+return {'ok'}
+`)
+
+// RemoveDevice deletes a device and audits it in one step.
+func (db *DB) RemoveDevice(ctx context.Context, d *Device, event Event) error {
+	res, err := db.runAudited(ctx, scriptRemoveDevice, dirShard, []string{db.deviceKey(d.ID), db.userDevicesKey(d.UserID)}, []any{d.ID}, []Event{event})
+	if err != nil {
+		return err
+	}
+	if res[0] != "ok" {
+		return ErrNotFound
+	}
+	return nil
 }

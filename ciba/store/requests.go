@@ -88,6 +88,7 @@ type NewRequest struct {
 	Approval *Approval // when State is Approved
 	Outbox   *Outbox   // when a ping/push client must be told now
 	Limits   Limits    // when State is Pending
+	Grant    *Grant    // when State is Approved
 	Events   []Event
 }
 
@@ -100,8 +101,9 @@ type reqKeys struct {
 // 1 request, 2 user pending, 3 agent-user pending, 4 agent-user requests
 // bucket (5 min), 5 agent-user approvals, 6 agent-user spend (hour), 7
 // user spend (hour), 8 agent-user denials (hour), 9 user pushes (minute),
-// 10 shard expiries, 11 shard outbox.
-func (db *DB) keysFor(id, client, user string, now time.Time) reqKeys {
+// 10 shard expiries, 11 shard outbox, 12 the user's grants, 13 the grant
+// record (when grant is set).
+func (db *DB) keysFor(id, client, user, grant string, now time.Time) reqKeys {
 	shard := ShardOf(user)
 	t := db.tag(shard)
 	au := t + "c:au:" + client + ":" + user + ":"
@@ -118,6 +120,8 @@ func (db *DB) keysFor(id, client, user string, now time.Time) reqKeys {
 		u + "p:" + itoa(now.Unix()/60),
 		t + "expiries",
 		t + "outbox",
+		t + "grants:" + user,
+		t + "grant:" + grant,
 	}}
 }
 
@@ -144,19 +148,31 @@ end
 local function outbox(entry)
   if entry ~= '' then redis.call('XADD', KEYS[11], '*', 'n', entry) end
 end
+-- exp_ms is on the caller's clock; Redis TTLs are relative to now_ms
+-- (ARGV[3] in every script using it) so a skewed clock cannot expire
+-- the grant early.
+local function grant(rec, exp_ms)
+  if rec == '' then return end
+  local ttl = tonumber(exp_ms) - tonumber(ARGV[3])
+  if ttl < 1000 then ttl = 1000 end
+  redis.call('SET', KEYS[13], rec, 'PX', ttl)
+  redis.call('ZREMRANGEBYSCORE', KEYS[12], '-inf', ARGV[3])
+  redis.call('ZADD', KEYS[12], exp_ms, cjson.decode(rec)['grant_id'])
+  if redis.call('PTTL', KEYS[12]) < ttl then redis.call('PEXPIRE', KEYS[12], ttl) end
+end
 `
 
 // ARGV: 1 rec, 2 state, 3 now, 4 exp, 5 interval, 6 approval, 7 amount,
 // 8 max pending per user, 9 per agent-user, 10 pushes per minute, 11 id,
-// 12 outbox, 13 gc ttl ms, 14.. audit.
+// 12 outbox, 13 gc ttl ms, 14 grant record, 15 grant expiry ms, 16.. audit.
 var scriptCreate = redis.NewScript(luaCommon + `
-local stale = audit_stale(12, 14)
+local stale = audit_stale(14, 16)
 if stale then return {'stale', stale} end
 local now = tonumber(ARGV[3])
 local state = ARGV[2]
 if state == 'denied' then
   deny_counters()
-  audit_write(12, 14)
+  audit_write(14, 16)
   return {'ok'}
 end
 if state == 'pending' then
@@ -189,9 +205,10 @@ if state == 'approved' then
   redis.call('HSET', KEYS[1], 'approval', ARGV[6])
   approve_counters(tonumber(ARGV[7]))
   outbox(ARGV[12])
+  grant(ARGV[14], ARGV[15])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[13])
-audit_write(12, 14)
+audit_write(14, 16)
 return {'ok'}
 `)
 
@@ -218,11 +235,15 @@ func (db *DB) CreateRequest(ctx context.Context, n NewRequest) error {
 	if err != nil {
 		return err
 	}
-	k := db.keysFor(r.ID, r.ClientID, r.UserID, now)
+	grantID, grantRec, grantExp, err := grantArgs(n.Grant)
+	if err != nil {
+		return err
+	}
+	k := db.keysFor(r.ID, r.ClientID, r.UserID, grantID, now)
 	res, err := db.runAudited(ctx, scriptCreate, k.shard, k.keys, []any{
 		rec, string(n.State), ms(now), ms(r.ExpiresAt), n.Interval, approval, r.Amount,
 		n.Limits.PendingPerUser, n.Limits.PendingPerAgentUser, n.Limits.PushesPerMinute,
-		r.ID, ob, (r.ExpiresAt.Sub(now) + gcTTL).Milliseconds(),
+		r.ID, ob, (r.ExpiresAt.Sub(now) + gcTTL).Milliseconds(), grantRec, grantExp,
 	}, n.Events)
 	if err != nil {
 		return err

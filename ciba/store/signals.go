@@ -39,7 +39,7 @@ func (db *DB) ReadSignals(ctx context.Context, client, user string, names []stri
 	if len(names) == 0 {
 		return s, nil
 	}
-	k := db.keysFor("", client, user, now)
+	k := db.keysFor("", client, user, "", now)
 	t := db.tag(k.shard)
 	au := t + "c:au:" + client + ":" + user + ":"
 	u := t + "c:u:" + user + ":"

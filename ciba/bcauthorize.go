@@ -176,6 +176,7 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 		nr.State = store.Approved
 		grant := store.NewID()
 		nr.Approval = &store.Approval{By: d.Path, Rules: ruleIDs(d), GrantID: grant, At: now}
+		nr.Grant = s.grantFor(&req, grant)
 		nr.Events = append(nr.Events, store.Event{At: now, Type: "request.approved", RequestID: id, GrantID: grant,
 			User: user.ID, Agent: cl.ID, Actors: []string{cl.ID}, Path: d.Path})
 		if nr.Outbox, err = s.outboxFor(&req, nr.Approval); err != nil {
@@ -331,4 +332,11 @@ func tierOr(t string) string {
 		return "standard"
 	}
 	return t
+}
+
+// grantFor is the grant an approval creates; no token of it outlives the
+// request's expiry plus one access token lifetime.
+func (s *Service) grantFor(r *store.Request, id string) *store.Grant {
+	return &store.Grant{ID: id, ClientID: r.ClientID, UserID: r.UserID, Scope: r.Scope,
+		AuthorizationDetails: r.AuthorizationDetails, CreatedAt: s.Now().UTC(), ExpiresAt: r.ExpiresAt.Add(s.tokens.AccessTTL)}
 }

@@ -70,14 +70,13 @@ func (s *Service) Enroll(ctx context.Context, in EnrollInput, vapidPublic string
 	jwk.Kid, jwk.Alg, jwk.Use = "", "ES256", "sig"
 	pk, _ := json.Marshal(jwk)
 	d := store.Device{ID: store.NewID(), Name: name, PublicKey: pk, PushSubscription: sub, CreatedAt: s.Now().UTC()}
-	dev, err := s.db.Enroll(ctx, in.Code, d)
+	dev, err := s.db.Enroll(ctx, in.Code, d, store.Event{At: s.Now(), Type: "device.enrolled"})
 	if errors.Is(err, store.ErrBadCode) {
 		return nil, oauth.New(oauth.InvalidRequest, "the enrollment code is unknown, used or expired")
 	}
 	if err != nil {
 		return nil, err
 	}
-	s.audit(ctx, dev.UserID, store.Event{At: s.Now(), Type: "device.enrolled", User: dev.UserID, DeviceID: dev.ID})
 	return &EnrollResponse{DeviceID: dev.ID, UserID: dev.UserID, VAPIDPublicKey: vapidPublic}, nil
 }
 
@@ -334,6 +333,7 @@ func (s *Service) Decide(ctx context.Context, dev *store.Device, id, decisionJWT
 		d.Approval = &store.Approval{By: "device", Rules: riskRules, DeviceID: dev.ID, DecisionJTI: c.ID,
 			DecisionJWT: decisionJWT, GrantID: grant, At: now}
 		ev.Type, ev.GrantID = "request.approved", grant
+		d.Grant = s.grantFor(&r, grant)
 		if d.Outbox, err = s.outboxFor(&r, d.Approval); err != nil {
 			return err
 		}
@@ -349,15 +349,6 @@ func (s *Service) Decide(ctx context.Context, dev *store.Device, id, decisionJWT
 		return oauth.New(oauth.NotFound, "no such request")
 	default:
 		return err
-	}
-}
-
-// audit writes a stand-alone event (enrollment, revocation) to the
-// user's shard; a failure is logged, never fatal to the caller's change
-// which already happened.
-func (s *Service) audit(ctx context.Context, user string, e store.Event) {
-	if err := s.db.Audit(ctx, user, e); err != nil {
-		s.Log.Error("audit write failed", "type", e.Type, "err", err)
 	}
 }
 
@@ -382,9 +373,5 @@ func (s *Service) UpdatePushSubscription(ctx context.Context, dev *store.Device,
 
 // RemoveDevice unenrolls the device.
 func (s *Service) RemoveDevice(ctx context.Context, dev *store.Device) error {
-	if err := s.db.RemoveDevice(ctx, dev); err != nil {
-		return err
-	}
-	s.audit(ctx, dev.UserID, store.Event{At: s.Now(), Type: "device.removed", User: dev.UserID, DeviceID: dev.ID})
-	return nil
+	return s.db.RemoveDevice(ctx, dev, store.Event{At: s.Now(), Type: "device.removed", User: dev.UserID, DeviceID: dev.ID})
 }

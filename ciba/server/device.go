@@ -20,6 +20,8 @@ func (s *srv) deviceRoutes(e *echo.Echo) {
 	d.POST("/requests/:id/decision", s.deviceDecision)
 	d.PUT("/push-subscription", s.devicePushSubscription)
 	d.DELETE("", s.deviceDelete)
+	d.GET("/grants", s.deviceGrants)
+	d.POST("/grants/:id/revoke", s.deviceRevokeGrant)
 }
 
 func (s *srv) deviceAuth(next echo.HandlerFunc) echo.HandlerFunc {
@@ -119,4 +121,20 @@ func (s *srv) createEnrollment(c echo.Context) error {
 	}
 	noStore(c)
 	return c.JSON(http.StatusCreated, resp)
+}
+
+func (s *srv) deviceGrants(c echo.Context) error {
+	gs, err := s.Service.DeviceGrants(c.Request().Context(), device(c))
+	if err != nil {
+		return err
+	}
+	noStore(c)
+	return c.JSON(200, map[string]any{"grants": gs})
+}
+
+func (s *srv) deviceRevokeGrant(c echo.Context) error {
+	if err := s.Service.RevokeDeviceGrant(c.Request().Context(), device(c), c.Param("id")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
 }

@@ -20,6 +20,7 @@ type TokenInput struct {
 	Form        url.Values
 	Endpoint    string
 	IP          string
+	DPoP        string // the DPoP header, "" when absent
 }
 
 // TokenResponse is RFC 6749 §5.1 with the CIBA and RFC 9396 members.
@@ -41,14 +42,36 @@ func (s *Service) Token(ctx context.Context, in TokenInput) (*TokenResponse, err
 	if err != nil {
 		return nil, err
 	}
+	jkt, err := s.proofKey(ctx, cl, in)
+	if err != nil {
+		return nil, err
+	}
 	switch gt := in.Form.Get("grant_type"); gt {
 	case oauth.GrantCIBA:
-		return s.cibaGrant(ctx, cl, in)
+		return s.cibaGrant(ctx, cl, in, jkt)
+	case oauth.GrantTokenExchange:
+		return s.exchange(ctx, cl, in, jkt)
 	case "":
 		return nil, oauth.New(oauth.InvalidRequest, "grant_type is required")
 	default:
 		return nil, oauth.New(oauth.UnsupportedGrantType, "grant_type %q is not supported", gt)
 	}
+}
+
+// proofKey verifies the DPoP proof, before any state is read, and returns
+// its key thumbprint ("" without a proof).
+func (s *Service) proofKey(ctx context.Context, cl *store.Client, in TokenInput) (string, error) {
+	if in.DPoP == "" {
+		if cl.DPoPBoundAccessTokens {
+			return "", oauth.New(oauth.InvalidDPoPProof, "this client must send a DPoP proof (dpop_bound_access_tokens)")
+		}
+		return "", nil
+	}
+	p, err := s.DPoP.Verify(ctx, in.DPoP, "POST", in.Endpoint, "")
+	if err != nil {
+		return "", err
+	}
+	return p.JKT, nil
 }
 
 // pollErrors maps store outcomes to CIBA Core §11 error codes.
@@ -62,7 +85,7 @@ var pollErrors = map[string]*oauth.Error{
 	store.PollDenied:      {Code: oauth.AccessDenied, Description: "the request was denied", Status: 400},
 }
 
-func (s *Service) cibaGrant(ctx context.Context, cl *store.Client, in TokenInput) (*TokenResponse, error) {
+func (s *Service) cibaGrant(ctx context.Context, cl *store.Client, in TokenInput, jkt string) (*TokenResponse, error) {
 	if !hasGrant(cl, oauth.GrantCIBA) {
 		return nil, oauth.New(oauth.UnauthorizedClient, "client is not registered for the CIBA grant")
 	}
@@ -85,7 +108,7 @@ func (s *Service) cibaGrant(ctx context.Context, cl *store.Client, in TokenInput
 	if o.Approval == nil {
 		return nil, errors.New("ciba: approved request without approval")
 	}
-	resp, jti, err := s.mint(o.Request, o.Approval, "")
+	resp, jti, err := s.mint(o.Request, o.Approval, "", jkt)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +140,7 @@ func acrOf(by string) string {
 // mint issues the access and ID tokens of an approved request. authReqID
 // is set for push-mode delivery (the ID token then carries it, CIBA Core
 // §10.3.1).
-func (s *Service) mint(r *store.Request, ap *store.Approval, authReqID string) (*TokenResponse, string, error) {
+func (s *Service) mint(r *store.Request, ap *store.Approval, authReqID, jkt string) (*TokenResponse, string, error) {
 	var rd []rar.Detail
 	if len(r.AuthorizationDetails) > 0 {
 		if err := json.Unmarshal(r.AuthorizationDetails, &rd); err != nil {
@@ -129,7 +152,12 @@ func (s *Service) mint(r *store.Request, ap *store.Approval, authReqID string) (
 		aud = locs
 	}
 	acr := acrOf(ap.By)
-	at, claims, err := s.tokens.Access(token.AccessClaims{
+	var cnf *token.Cnf
+	typ := "Bearer"
+	if jkt != "" {
+		cnf, typ = &token.Cnf{JKT: jkt}, "DPoP" // RFC 9449 §5, §6.1
+	}
+	at, claims, err := s.tokens.Access(token.AccessClaims{Cnf: cnf,
 		Subject: r.UserID, ClientID: r.ClientID, Audience: aud, Act: &token.Act{Sub: r.ClientID},
 		Scope: r.Scope, GrantID: ap.GrantID, AuthorizationDetails: r.AuthorizationDetails, ACR: acr, AuthTime: ap.At,
 		Approval: token.Approval{By: ap.By, Rules: ap.Rules, DeviceID: ap.DeviceID, DecisionJTI: ap.DecisionJTI},
@@ -138,7 +166,7 @@ func (s *Service) mint(r *store.Request, ap *store.Approval, authReqID string) (
 	if err != nil {
 		return nil, "", err
 	}
-	resp := &TokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int(claims.Expiry.Sub(s.Now()).Seconds()),
+	resp := &TokenResponse{AccessToken: at, TokenType: typ, ExpiresIn: int(claims.Expiry.Sub(s.Now()).Seconds()),
 		Scope: r.Scope, AuthorizationDetails: r.AuthorizationDetails}
 	if containsScope(r.Scope, "openid") {
 		resp.IDToken, err = s.tokens.ID(token.IDClaims{Subject: r.UserID, Audience: r.ClientID, ACR: acr,

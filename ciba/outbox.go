@@ -16,7 +16,7 @@ func (s *Service) outboxFor(r *store.Request, ap *store.Approval) (*store.Outbox
 	case ModePush:
 		// A push-mode token is minted once, here, and kept in the outbox
 		// entry until delivered or expired: every retry sends the same one.
-		resp, _, err := s.mint(r, ap, r.ID)
+		resp, _, err := s.mint(r, ap, r.ID, "")
 		if err != nil {
 			return nil, err
 		}

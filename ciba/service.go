@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/countersign/countersign/ciba/clientauth"
+	"github.com/countersign/countersign/ciba/dpop"
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/ciba/token"
 	"github.com/countersign/countersign/risk"
@@ -43,6 +44,8 @@ type Service struct {
 	// Devices is told about requests that wait for the user's phone. It
 	// may be nil (requests then wait for a device to look).
 	Devices DeviceNotifier
+	// DPoP verifies proofs at /token (RFC 9449 §5).
+	DPoP *dpop.Verifier
 }
 
 // DeviceNotifier sends a pending request to the user's devices.

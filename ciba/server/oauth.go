@@ -7,6 +7,7 @@ import (
 
 	"github.com/countersign/countersign/ciba"
 	"github.com/countersign/countersign/ciba/clientauth"
+	"github.com/countersign/countersign/ciba/dpop"
 	"github.com/countersign/countersign/ciba/oauth"
 	"github.com/countersign/countersign/ciba/rar"
 	"github.com/countersign/countersign/rules"
@@ -43,9 +44,13 @@ func (s *srv) token(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	proof, err := dpop.FromHeader(c.Request().Header)
+	if err != nil {
+		return err
+	}
 	resp, err := s.Service.Token(c.Request().Context(), ciba.TokenInput{
 		Credentials: creds, Form: form, Endpoint: endpoint(c, s.Service.Config().Issuer),
-		IP: c.RealIP(),
+		IP: c.RealIP(), DPoP: proof,
 	})
 	if err != nil {
 		return err
@@ -79,6 +84,7 @@ func (s *srv) discovery(c echo.Context) error {
 		"acr_values_supported":                                            []string{oauth.ACRPolicy, oauth.ACRContext, oauth.ACRDevice},
 		"claims_parameter_supported":                                      false,
 		"request_parameter_supported":                                     true,
+		"dpop_signing_alg_values_supported":                               s.Service.DPoP.SupportedAlgs(),
 	})
 }
 
@@ -88,3 +94,36 @@ func (s *srv) jwks(c echo.Context) error {
 }
 
 var _ = rules.PathDevice
+
+func (s *srv) tokenInput(c echo.Context) (ciba.TokenInput, error) {
+	creds, form, err := s.credentials(c)
+	if err != nil {
+		return ciba.TokenInput{}, err
+	}
+	return ciba.TokenInput{Credentials: creds, Form: form, Endpoint: endpoint(c, s.Service.Config().Issuer), IP: c.RealIP()}, nil
+}
+
+func (s *srv) revoke(c echo.Context) error {
+	in, err := s.tokenInput(c)
+	if err != nil {
+		return err
+	}
+	if err := s.Service.Revoke(c.Request().Context(), in); err != nil {
+		return err
+	}
+	noStore(c)
+	return c.NoContent(200)
+}
+
+func (s *srv) introspect(c echo.Context) error {
+	in, err := s.tokenInput(c)
+	if err != nil {
+		return err
+	}
+	out, err := s.Service.Introspect(c.Request().Context(), in)
+	if err != nil {
+		return err
+	}
+	noStore(c)
+	return c.JSON(200, out)
+}

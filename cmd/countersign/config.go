@@ -15,6 +15,7 @@ import (
 // Config is the server's configuration: flags with COUNTERSIGN_*
 // environment twins (flags win).
 type Config struct {
+	DPoPNonce          bool // require DPoP server nonces (RFC 9449 §8)
 	Issuer             string
 	Listen             string
 	RedisURL           string
@@ -63,6 +64,7 @@ func (c *Config) defs() []flagDef {
 		{name: "max-pushes-per-minute", env: "COUNTERSIGN_MAX_PUSHES_PER_MINUTE", num: &c.MaxPushesPerMinute, def: "5", help: "approval pushes per user per minute (0: no cap)"},
 		{name: "vapid-subject", env: "COUNTERSIGN_VAPID_SUBJECT", str: &c.VAPIDSubject, def: "admin@countersign.invalid", help: "VAPID contact (an email address, without mailto:)"},
 		{name: "key-prefix", env: "COUNTERSIGN_KEY_PREFIX", str: &c.KeyPrefix, def: "cs:", help: "prefix of every Redis key"},
+		{name: "dpop-nonce", env: "COUNTERSIGN_DPOP_NONCE", boolean: &c.DPoPNonce, help: "require server-issued DPoP nonces at /token (RFC 9449 §8)"},
 		{name: "log-level", env: "COUNTERSIGN_LOG_LEVEL", str: &c.LogLevel, def: "info", help: "debug, info, warn or error"},
 	}
 }

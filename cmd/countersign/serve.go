@@ -18,6 +18,7 @@ import (
 
 	"github.com/countersign/countersign/ciba"
 	"github.com/countersign/countersign/ciba/admin"
+	"github.com/countersign/countersign/ciba/dpop"
 	"github.com/countersign/countersign/ciba/server"
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/ciba/token"
@@ -120,6 +121,17 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 	}, n.db, n.engine, minter)
 	n.service.Log = log
 	n.service.Now = now
+	seed := make([]byte, 32)
+	_, _ = rand.Read(seed)
+	nonceKey, err := n.db.LoadOrInit(pctx, "dpop-nonce-key", seed)
+	if err != nil {
+		n.close()
+		return nil, fmt.Errorf("DPoP nonce key: %w", err)
+	}
+	n.service.DPoP = &dpop.Verifier{Algs: dpop.DefaultAlgs, IATWindow: time.Minute, Now: now, Replay: n.db}
+	if cfg.DPoPNonce {
+		n.service.DPoP.Nonces = &dpop.Nonces{Key: func() []byte { return nonceKey }, Period: 5 * time.Minute, Now: now}
+	}
 	vapid, err := ciba.LoadVAPID(pctx, n.db)
 	if err != nil {
 		n.close()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/countersign/countersign/ciba"
 	"github.com/countersign/countersign/ciba/admin"
+	"github.com/countersign/countersign/ciba/deviceapp"
 	"github.com/countersign/countersign/ciba/oauth"
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/ciba/token"
@@ -62,6 +63,8 @@ func New(d Deps) *echo.Echo {
 	e.GET("/jwks.json", s.jwks)
 	e.POST("/bc-authorize", s.bcAuthorize)
 	e.POST("/token", s.token)
+	e.POST("/revoke", s.revoke)
+	e.POST("/introspect", s.introspect)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	if d.Metrics != nil {
@@ -79,7 +82,13 @@ func New(d Deps) *echo.Echo {
 	a.PATCH("/users/:id", s.patchUser)
 	a.DELETE("/users/:id", s.deleteUser)
 	a.POST("/users/:id/enrollments", s.createEnrollment)
+	a.POST("/agents/:client_id/revoke", s.revokeAgent)
+	a.GET("/audit", s.audit)
+	a.POST("/audit/verify", s.auditVerify)
 	s.deviceRoutes(e)
+	app := echo.WrapHandler(deviceapp.Handler())
+	e.GET("/app", app)
+	e.Any("/app/*", app)
 	for _, f := range d.Extra {
 		f(e)
 	}

@@ -1,0 +1,114 @@
+// DOM building and formatting. Text goes in as text nodes only, never as
+// HTML, so nothing a server or an agent sends can become markup.
+
+/** h creates an element: h("p", {class: "x", onclick: f}, "text", child). */
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs ?? {})) {
+    if (v === false || v === null || v === undefined) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+
+/** money formats an amount in a currency for this phone's locale. */
+export function money(amount, currency) {
+  if (typeof amount !== "number") return String(amount);
+  if (typeof currency === "string" && /^[A-Za-z]{3}$/.test(currency)) {
+    try {
+      return new Intl.NumberFormat(undefined, { style: "currency", currency: currency.toUpperCase() }).format(amount);
+    } catch { /* an unknown code: fall through */ }
+  }
+  return new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 }).format(amount) +
+    (currency ? " " + currency : "");
+}
+
+function creditorOf(d) {
+  const c = d.creditor ?? d.creditorName ?? d.creditor_name ?? d.payee;
+  if (typeof c === "string") return c;
+  if (c && typeof c === "object") return c.name ?? c.iban ?? c.id ?? JSON.stringify(c);
+  return d.creditorAccount?.iban ?? "";
+}
+
+function text(v) {
+  if (v === undefined || v === null || v === "") return "";
+  if (Array.isArray(v)) return v.map(text).join(", ");
+  return typeof v === "object" ? JSON.stringify(v) : String(v);
+}
+
+/** rows is what one authorization_details entry asks, as [label, value, class] rows. */
+export function rows(d) {
+  const out = [];
+  if (typeof d.amount === "number") out.push(["Amount", money(d.amount, d.currency), "amount"]);
+  const to = creditorOf(d);
+  if (to) out.push(["To", to]);
+  if (d.action) out.push(["Action", text(d.action)]);
+  if (d.actions) out.push(["Actions", text(d.actions)]);
+  if (d.resource) out.push(["Resource", text(d.resource)]);
+  if (d.locations) out.push(["Where", text(d.locations)]);
+  if (d.datatypes) out.push(["Data", text(d.datatypes)]);
+  if (d.remittanceInformation ?? d.reference) out.push(["Reference", text(d.remittanceInformation ?? d.reference)]);
+  out.push(["Type", text(d.type)]);
+  return out;
+}
+
+/** summary is one line for a list of authorization_details. */
+export function summary(details) {
+  if (!Array.isArray(details) || details.length === 0) return "Sign in for you";
+  return details.map((d) => {
+    if (typeof d.amount === "number") {
+      const to = creditorOf(d);
+      return "Pay " + money(d.amount, d.currency) + (to ? " to " + to : "");
+    }
+    const verb = d.action ? String(d.action) : String(d.type ?? "act");
+    return verb.charAt(0).toUpperCase() + verb.slice(1) + (d.resource ? " " + text(d.resource) : "");
+  }).join("; ");
+}
+
+/** agentName is how an agent is named on screen. */
+export const agentName = (a) => a?.client_name || a?.client_id || "An agent";
+
+/** remaining is the time left until an RFC 3339 instant, in ms (this phone's clock). */
+export const remaining = (iso) => Date.parse(iso) - Date.now();
+
+/** clock formats a duration as m:ss (h:mm:ss past an hour). */
+export function clock(ms) {
+  const s = Math.max(0, Math.ceil(ms / 1000));
+  const hh = Math.floor(s / 3600), mm = Math.floor((s % 3600) / 60), ss = String(s % 60).padStart(2, "0");
+  return hh ? `${hh}:${String(mm).padStart(2, "0")}:${ss}` : `${mm}:${ss}`;
+}
+
+/** when formats an RFC 3339 instant for this phone's locale. */
+export function when(iso) {
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? "" : new Date(t).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+const levels = { low: "Low", medium: "Medium", high: "High" };
+/** riskBadge shows a risk level as text, never by colour alone. */
+export const riskBadge = (level) =>
+  h("span", { class: "risk-level risk-" + (levels[level] ? level : "high") }, (levels[level] ?? "Unknown") + " risk");
+
+let toastTimer = 0;
+/** toast announces a short message (a polite live region). */
+export function toast(message) {
+  const t = document.getElementById("toast");
+  t.textContent = message;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { t.textContent = ""; }, 5000);
+}
+
+/** heading puts the view's h1 in place and moves focus to it for screen readers. */
+export function focusHeading(main) {
+  const h1 = main.querySelector("h1");
+  if (h1) {
+    h1.setAttribute("tabindex", "-1");
+    h1.focus({ preventScroll: true });
+  }
+}

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"rsc.io/qr"
+
+	"github.com/countersign/countersign/mobile-stub/phone"
+)
+
+// `countersign demo`: a server on the embedded store, a user, an agent and
+// a phone (a real one through the enrollment link, or --stub), then three
+// requests through the CIBA poll flow that show the three paths.
+
+const (
+	demoUser  = "demo"
+	demoAgent = "demo-agent"
+)
+
+// demoRequest is one request the demo agent makes.
+type demoRequest struct {
+	title, bindingMessage, details string
+}
+
+// The small payment comes first: once any request of this agent for this
+// user is approved, the first_time signal (RULES.md) is false, and a second
+// small payment is low risk.
+var demoRequests = []demoRequest{
+	{"A first small payment (medium risk: context checks)", "Dinner 50",
+		`[{"type":"payment_initiation","action":"transfer","amount":50,"currency":"EUR","creditor":{"name":"Café Central"}}]`},
+	{"A low-risk read (the rules approve it at once)", "Read calendar",
+		`[{"type":"agent_action","action":"read","resource":"calendar"}]`},
+	{"A payment over the user's limit (waits for the phone)", "Flight 2400",
+		`[{"type":"payment_initiation","action":"transfer","amount":2400,"currency":"EUR","creditor":{"name":"ACME Air"}}]`},
+}
+
+// lockedWriter serialises the demo's output (the stub phone reports from
+// its own goroutine).
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+func demo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stub := fs.Bool("stub", false, "use the in-process mobile stub (it approves everything) instead of a real phone")
+	listen := fs.String("listen", "127.0.0.1:8080", "listen address")
+	issuer := fs.String("issuer", "", "issuer URL (default http://LISTEN); a phone on the LAN needs an https URL (see the README)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "countersign demo: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	out := &lockedWriter{w: stdout}
+	if err := runDemo(ctx, *stub, *listen, *issuer, out, stderr); err != nil {
+		fmt.Fprintf(stderr, "countersign demo: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func runDemo(ctx context.Context, stub bool, listen, issuer string, out io.Writer, stderr io.Writer) error {
+	cfg, err := parseConfig(nil, func(string) string { return "" }, stderr)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	local := "http://" + ln.Addr().String()
+	cfg.Listen, cfg.Issuer, cfg.Dev, cfg.PollInterval, cfg.LogLevel = ln.Addr().String(), local, true, 2, "warn"
+	if issuer != "" {
+		cfg.Issuer = strings.TrimRight(issuer, "/")
+	}
+	if err := cfg.Validate(); err != nil {
+		ln.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n, err := newNode(ctx, cfg, newLogger(cfg.LogLevel, stderr), out, time.Now)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer n.close()
+	hs := &http.Server{Handler: n.handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	defer func() {
+		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c()
+		_ = hs.Shutdown(sctx)
+	}()
+	fmt.Fprintf(out, "Countersign demo server on %s (issuer %s), embedded store: everything is forgotten on exit.\n\n", local, cfg.Issuer)
+
+	admin := &adminClient{server: local, token: cfg.AdminToken, client: &http.Client{Timeout: 30 * time.Second}}
+	if _, err := admin.call(ctx, "POST", "/admin/users", map[string]any{"id": demoUser, "email": "demo@example.com",
+		"attributes": map[string]any{"spending_limit": 1000, "timezone": "UTC"}}); err != nil {
+		return fmt.Errorf("creating the user: %w", err)
+	}
+	fmt.Fprintf(out, "1. Created the user %q (spending limit 1000 EUR).\n", demoUser)
+	b, err := admin.call(ctx, "POST", "/admin/clients", map[string]any{"client_id": demoAgent, "client_name": "Demo travel agent",
+		"agent": map[string]any{"trust_tier": "standard", "owner": "Countersign demo"}})
+	if err != nil {
+		return fmt.Errorf("creating the agent: %w", err)
+	}
+	var client struct {
+		ID     string `json:"client_id"`
+		Secret string `json:"client_secret"`
+	}
+	_ = json.Unmarshal(b, &client)
+	fmt.Fprintf(out, "2. Registered the agent %q (a CIBA poll client).\n", client.ID)
+	b, err = admin.call(ctx, "POST", "/admin/users/"+demoUser+"/enrollments", nil)
+	if err != nil {
+		return fmt.Errorf("creating the enrollment: %w", err)
+	}
+	var enr struct{ Code, URL string }
+	_ = json.Unmarshal(b, &enr)
+	fmt.Fprintf(out, "3. Enroll a phone: open this link on it, or scan the code.\n   %s\n\n", enr.URL)
+	if err := writeQR(out, enr.URL); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+
+	if stub {
+		p, err := phone.New(local, phone.Options{Listen: "127.0.0.1:0", Name: "Demo stub phone"})
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		if err := p.Start(ctx); err != nil {
+			return err
+		}
+		if err := p.Enroll(ctx, enr.Code); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "   The mobile stub enrolled as device %s; it approves everything it is asked.\n", p.DeviceID())
+		go p.AutoDecide(ctx, phone.Approve, func(push phone.Push, err error) {
+			if err != nil {
+				fmt.Fprintf(out, "   phone: could not decide %q: %v\n", push.BindingMessage, err)
+				return
+			}
+			fmt.Fprintf(out, "   phone: notified (%s), approved %q with its device key\n", push.Summary, push.BindingMessage)
+		})
+	} else {
+		if u, err := url.Parse(cfg.Issuer); err == nil && isLoopbackHost(u.Hostname()) {
+			fmt.Fprintln(out, "   (A loopback address only works in a browser on this machine. For a real phone, serve it over\n"+
+				"   HTTPS on your network and pass --listen 0.0.0.0:8080 --issuer https://<that name>; see the README.)")
+		}
+		fmt.Fprintln(out, "   Waiting for a phone to enroll (Ctrl-C to stop)…")
+		if err := waitForDevice(ctx, n, demoUser); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "   A phone enrolled.")
+	}
+
+	agent := &demoAgentClient{base: local, id: client.ID, secret: client.Secret, http: &http.Client{Timeout: 30 * time.Second}, out: out}
+	for i, r := range demoRequests {
+		fmt.Fprintf(out, "\n%d. %s\n", i+4, r.title)
+		if err := agent.run(ctx, r); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(out, "\nDone: three requests, three paths (context, policy, device).")
+	return nil
+}
+
+func waitForDevice(ctx context.Context, n *node, user string) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		devs, err := n.db.Devices(ctx, user)
+		if err != nil {
+			return err
+		}
+		if len(devs) > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// demoAgentClient is the agent side of CIBA poll mode (CIBA Core §7, §10.1).
+type demoAgentClient struct {
+	base, id, secret string
+	http             *http.Client
+	out              io.Writer
+}
+
+func (a *demoAgentClient) post(ctx context.Context, path string, form url.Values) (int, map[string]any, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", a.base+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(a.id), url.QueryEscape(a.secret)) // RFC 6749 §2.3.1
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body := map[string]any{}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("%s: undecodable answer (%d)", path, resp.StatusCode)
+	}
+	return resp.StatusCode, body, nil
+}
+
+// run makes one backchannel authentication request and polls for the token.
+func (a *demoAgentClient) run(ctx context.Context, r demoRequest) error {
+	status, ack, err := a.post(ctx, "/bc-authorize", url.Values{"scope": {"openid"}, "login_hint": {demoUser},
+		"binding_message": {r.bindingMessage}, "authorization_details": {r.details}})
+	if err != nil {
+		return err
+	}
+	if status != 200 {
+		fmt.Fprintf(a.out, "   ✗ bc-authorize refused: %v (%v)\n", ack["error"], ack["error_description"])
+		return nil
+	}
+	id, _ := ack["auth_req_id"].(string)
+	interval, _ := ack["interval"].(float64)
+	fmt.Fprintf(a.out, "   agent: POST /bc-authorize, binding message %q → auth_req_id %s…, poll every %gs\n", r.bindingMessage, id[:8], interval)
+	waiting := false
+	for {
+		status, tok, err := a.post(ctx, "/token", url.Values{"grant_type": {"urn:openid:params:grant-type:ciba"}, "auth_req_id": {id}})
+		if err != nil {
+			return err
+		}
+		switch code, _ := tok["error"].(string); {
+		case status == 200:
+			a.printToken(tok)
+			return nil
+		case code == "authorization_pending":
+			if !waiting {
+				fmt.Fprintf(a.out, "   agent: authorization_pending: waiting for the phone (message %q)\n", r.bindingMessage)
+				waiting = true
+			}
+		case code == "slow_down": // CIBA Core §11: add 5 s
+			interval += 5
+		default:
+			fmt.Fprintf(a.out, "   ✗ %s: %v\n", code, tok["error_description"])
+			return nil
+		}
+		wait := time.Duration(max(interval, 1)) * time.Second
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// printToken shows what the token says. It came straight from the server
+// over loopback, so it is read here without verifying the signature.
+func (a *demoAgentClient) printToken(tok map[string]any) {
+	at, _ := tok["access_token"].(string)
+	claims := jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(at, claims); err != nil {
+		fmt.Fprintf(a.out, "   ✓ token issued (unreadable: %v)\n", err)
+		return
+	}
+	ap, _ := claims["approval"].(map[string]any)
+	var rules []string
+	if rs, ok := ap["rules"].([]any); ok {
+		for _, r := range rs {
+			switch r := r.(type) {
+			case string:
+				rules = append(rules, r)
+			case map[string]any:
+				rules = append(rules, fmt.Sprint(r["id"]))
+			}
+		}
+	}
+	line := fmt.Sprintf("   ✓ token issued: approved by %v", ap["by"])
+	if len(rules) > 0 {
+		line += " (rules: " + strings.Join(rules, ", ") + ")"
+	}
+	if d, _ := ap["device_id"].(string); d != "" {
+		line += ", signed by device " + d
+	}
+	fmt.Fprintln(a.out, line)
+}
+
+// writeQR draws text as a QR code (ISO/IEC 18004) with Unicode half
+// blocks, two modules per character cell, light modules drawn, with the
+// four-module quiet zone the standard asks for: it reads on a dark
+// terminal, and phone cameras read the inverted code on a light one too.
+func writeQR(w io.Writer, text string) error {
+	code, err := qr.Encode(text, qr.M)
+	if err != nil {
+		return err
+	}
+	const quiet = 4
+	n := code.Size + 2*quiet
+	light := func(x, y int) bool {
+		x, y = x-quiet, y-quiet
+		return x < 0 || y < 0 || x >= code.Size || y >= code.Size || !code.Black(x, y)
+	}
+	var sb strings.Builder
+	for y := 0; y < n; y += 2 {
+		for x := 0; x < n; x++ {
+			top, bottom := light(x, y), y+1 >= n || light(x, y+1)
+			switch {
+			case top && bottom:
+				sb.WriteString("█")
+			case top:
+				sb.WriteString("▀")
+			case bottom:
+				sb.WriteString("▄")
+			default:
+				sb.WriteString(" ")
+			}
+		}
+		sb.WriteString("\n")
+	}
+	_, err = io.WriteString(w, sb.String())
+	return err
+}

@@ -17,7 +17,9 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/countersign/countersign/ciba"
 	"github.com/countersign/countersign/ciba/store/redistest"
+	"github.com/countersign/countersign/notify"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
@@ -221,4 +223,16 @@ func mustReq(t *testing.T, method, u, body string) *http.Request {
 		t.Fatal(err)
 	}
 	return req
+}
+
+// stopWorker ends the node's own outbox worker.
+func (tn *testNode) stopWorker() {
+	tn.t.Helper()
+	tn.node.stopWorker()
+}
+
+// newWorker returns another outbox worker on the node's service.
+func (tn *testNode) newWorker(consumer string, claimIdle time.Duration) *ciba.Worker {
+	return &ciba.Worker{Service: tn.service, Consumer: consumer, ClaimIdle: claimIdle,
+		Callback: &notify.Callback{Client: notify.EndpointPolicy{AllowHTTP: true, AllowPrivate: true}.Client(5 * time.Second)}}
 }

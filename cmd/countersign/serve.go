@@ -36,7 +36,10 @@ type node struct {
 	keys    *ciba.KeyRing
 	engine  *risk.Engine
 	pusher  *ciba.DevicePusher
-	close   func()
+	worker  *ciba.Worker
+	// stopWorker ends the outbox worker and waits for it.
+	stopWorker func()
+	close      func()
 }
 
 // newNode wires a node from its configuration.
@@ -145,6 +148,21 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 	metrics.ActiveRules(rs.Digest, rs.Name)
 	n.service.Observer = metrics
 	go keys.Watch(ctx, time.Minute)
+	// The outbox worker: ping/push callbacks and expiry, on every node.
+	host, _ := os.Hostname()
+	n.worker = &ciba.Worker{Service: n.service, Consumer: host + "-" + store.NewID()[:8],
+		Callback:        &notify.Callback{Client: pol.Client(10 * time.Second), Now: now},
+		PrivateCallback: &notify.Callback{Client: notify.EndpointPolicy{AllowHTTP: cfg.Dev, AllowPrivate: true}.Client(10 * time.Second), Now: now}}
+	wctx, stopWorker := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := n.worker.Run(wctx); err != nil && wctx.Err() == nil {
+			log.Error("outbox worker stopped", "err", err)
+		}
+	}()
+	n.stopWorker = func() { stopWorker(); <-done }
+	closers = append(closers, n.stopWorker)
 	n.handler = server.New(server.Deps{
 		Service: n.service, Admin: &admin.Service{DB: n.db, Dev: cfg.Dev, Now: now}, DB: n.db,
 		Keys: keys.Get, AdminToken: cfg.AdminToken, Log: log, Metrics: metrics,

@@ -1,0 +1,233 @@
+package ciba
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/countersign/countersign/ciba/store"
+	"github.com/countersign/countersign/notify"
+)
+
+// Worker delivers the outbox: ping and push callbacks to agents (CIBA
+// Core §10.2, §10.3), and expires pending requests on time. Every node
+// runs one; they share the work through the Redis consumer group, and a
+// node that dies mid-delivery has its notifications taken over after
+// ClaimIdle (XAUTOCLAIM). Delivery is at least once.
+type Worker struct {
+	Service  *Service
+	Callback *notify.Callback
+	// PrivateCallback serves clients an administrator registered with
+	// allow_private_notification_endpoint.
+	PrivateCallback *notify.Callback
+	Consumer        string // unique per node
+	// ClaimIdle is how long a notification may stay with a silent
+	// consumer before another takes it over (default 30 s).
+	ClaimIdle time.Duration
+	// Parallel bounds concurrent deliveries (default 64).
+	Parallel int
+	wg       sync.WaitGroup
+
+	mu        sync.Mutex
+	delivered func(m store.OutboxMsg, r notify.Result)
+	sleepFn   func(ctx context.Context, d time.Duration) error
+}
+
+// Hooks sets, while the worker runs, who is told about every finished
+// notification (metrics, tests) and how it waits between retries (tests
+// shorten it); nil keeps the default.
+func (w *Worker) Hooks(delivered func(m store.OutboxMsg, r notify.Result), sleep func(ctx context.Context, d time.Duration) error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.delivered, w.sleepFn = delivered, sleep
+}
+
+// Run works until ctx ends, then waits for deliveries in flight.
+func (w *Worker) Run(ctx context.Context) error {
+	db := w.Service.db
+	if w.ClaimIdle == 0 {
+		w.ClaimIdle = 30 * time.Second
+	}
+	if w.Parallel == 0 {
+		w.Parallel = 64
+	}
+	if err := db.EnsureOutboxGroups(ctx); err != nil {
+		return err
+	}
+	sem := make(chan struct{}, w.Parallel)
+	start := func(m store.OutboxMsg) {
+		sem <- struct{}{}
+		w.wg.Add(1)
+		go func() {
+			defer func() { <-sem; w.wg.Done() }()
+			w.deliver(ctx, m)
+		}()
+	}
+	w.wg.Add(2)
+	go func() { defer w.wg.Done(); w.reclaim(ctx, start) }()
+	go func() { defer w.wg.Done(); w.sweep(ctx) }()
+	for ctx.Err() == nil {
+		msgs, err := db.ReadOutbox(ctx, w.Consumer, 64, time.Second)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.Service.Log.Error("outbox read failed", "err", err)
+				w.sleep(ctx, time.Second)
+			}
+			continue
+		}
+		for _, m := range msgs {
+			start(m)
+		}
+	}
+	w.wg.Wait()
+	return nil
+}
+
+func (w *Worker) sleep(ctx context.Context, d time.Duration) error {
+	w.mu.Lock()
+	fn := w.sleepFn
+	w.mu.Unlock()
+	if fn != nil {
+		return fn(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// reclaim takes over notifications of dead consumers.
+func (w *Worker) reclaim(ctx context.Context, start func(store.OutboxMsg)) {
+	every := max(w.ClaimIdle/3, 100*time.Millisecond)
+	for ctx.Err() == nil {
+		msgs, err := w.Service.db.ClaimStale(ctx, w.Consumer, w.ClaimIdle, 64)
+		if err != nil && ctx.Err() == nil {
+			w.Service.Log.Error("outbox reclaim failed", "err", err)
+		}
+		for _, m := range msgs {
+			w.Service.Log.Info("took over a notification of another node", "request", m.Outbox.RequestID)
+			start(m)
+		}
+		w.sleep(ctx, every)
+	}
+}
+
+// deliver sends one notification, retrying timeouts, connection errors
+// and 5xx with backoff until the request expires; 3xx and 4xx are final.
+func (w *Worker) deliver(ctx context.Context, m store.OutboxMsg) {
+	s := w.Service
+	rs, err := s.db.RequestByID(ctx, m.Outbox.RequestID)
+	if errors.Is(err, store.ErrNotFound) {
+		_ = s.db.Done(ctx, m)
+		return
+	}
+	if err != nil {
+		s.Log.Error("outbox: reading the request failed", "request", m.Outbox.RequestID, "err", err)
+		return // stays pending; reclaimed later
+	}
+	r := &rs.Request
+	cl, err := s.db.Client(ctx, r.ClientID)
+	if err != nil || cl.NotificationEndpoint == "" {
+		s.Log.Warn("outbox: client gone or has no notification endpoint; dropped", "request", r.ID)
+		_ = s.db.Done(ctx, m)
+		return
+	}
+	body := m.Outbox.Body
+	if m.Outbox.Kind == kindExpired {
+		body = expiredBody(r)
+	}
+	var res notify.Result
+	for attempt := 0; ; attempt++ {
+		cb := w.Callback
+		if cl.AllowPrivateNotifications && w.PrivateCallback != nil {
+			cb = w.PrivateCallback
+		}
+		res = cb.Post(ctx, cl.NotificationEndpoint, r.NotificationToken, body)
+		if res.Outcome != notify.Retry {
+			break
+		}
+		// Until the request expires: past it the agent gets expired_token
+		// from /token anyway and the notification has no use.
+		wait := max(notify.Backoff(attempt), res.RetryAfter)
+		if s.Now().Add(wait).After(r.ExpiresAt) || ctx.Err() != nil {
+			break
+		}
+		_ = s.db.Touch(ctx, w.Consumer, m)
+		if w.sleep(ctx, wait) != nil {
+			return // shutting down: another node takes it over
+		}
+	}
+	if res.Outcome != notify.Delivered {
+		s.Log.Warn("notification not delivered", "request", r.ID, "client", r.ClientID, "outcome", res.Outcome.String(),
+			"status", res.Status)
+	}
+	if err := s.db.Done(ctx, m); err != nil {
+		s.Log.Error("outbox ack failed", "request", r.ID, "err", err)
+	}
+	w.mu.Lock()
+	done := w.delivered
+	w.mu.Unlock()
+	if done != nil {
+		done(m, res)
+	}
+}
+
+// kindExpired marks the notification of a request that expired pending.
+const kindExpired = "expired"
+
+func expiredBody(r *store.Request) []byte {
+	if r.DeliveryMode == ModePush {
+		b, _ := json.Marshal(map[string]string{"auth_req_id": r.ID, "error": "expired_token",
+			"error_description": "the request expired before the user decided"})
+		return b
+	}
+	b, _ := json.Marshal(map[string]string{"auth_req_id": r.ID})
+	return b
+}
+
+// sweep expires pending requests whose time has passed: state, audit and
+// the agent's notification in one step per request.
+func (w *Worker) sweep(ctx context.Context) {
+	s := w.Service
+	for ctx.Err() == nil {
+		for shard := 0; shard < store.Shards && ctx.Err() == nil; shard++ {
+			ids, err := s.db.DueExpiries(ctx, shard, 100)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.Log.Error("expiry sweep failed", "err", err)
+				}
+				continue
+			}
+			for _, id := range ids {
+				if err := s.expire(ctx, id); err != nil && ctx.Err() == nil {
+					s.Log.Error("expiring a request failed", "request", id, "err", err)
+				}
+			}
+		}
+		w.sleep(ctx, time.Second)
+	}
+}
+
+func (s *Service) expire(ctx context.Context, id string) error {
+	rs, err := s.db.RequestByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return s.db.ForgetExpiry(ctx, id)
+	}
+	if err != nil {
+		return err
+	}
+	r := rs.Request
+	var ob *store.Outbox
+	if r.DeliveryMode == ModePing || r.DeliveryMode == ModePush {
+		ob = &store.Outbox{RequestID: id, Kind: kindExpired}
+	}
+	_, err = s.db.Expire(ctx, &r, ob, []store.Event{{At: s.Now(), Type: "request.expired", RequestID: id,
+		User: r.UserID, Agent: r.ClientID, Actors: []string{r.ClientID}, Path: r.Path}})
+	return err
+}

@@ -42,6 +42,8 @@ type Decision struct {
 	Shadow *rules.Outcome `json:"shadow,omitempty"`
 	// ShadowRuleset is the digest of the shadow ruleset.
 	ShadowRuleset string `json:"shadow_ruleset,omitempty"`
+	// Elapsed is the time the active ruleset took to evaluate (metrics).
+	Elapsed time.Duration `json:"-"`
 }
 
 // Engine assesses requests against the active ruleset. It is safe for
@@ -111,7 +113,9 @@ func (e *Engine) Assess(ctx context.Context, in *rules.Input) Decision {
 		}
 		in.Signals = sig
 	}
+	start := time.Now()
 	d.Outcome = rs.Evaluate(in)
+	d.Elapsed = time.Since(start)
 	if shadow != nil {
 		so := shadow.Evaluate(in)
 		d.Shadow, d.ShadowRuleset = &so, shadow.Digest

@@ -20,6 +20,8 @@ type Metrics struct {
 	decisions *prometheus.CounterVec
 	ruleHits  *prometheus.CounterVec
 	rulesInfo *prometheus.GaugeVec
+	evalTime  *prometheus.HistogramVec
+	shadow    *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics.
@@ -36,7 +38,13 @@ func NewMetrics() *Metrics {
 		Help: "Matches per rule id."}, []string{"rule"})
 	m.rulesInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "countersign_rules_active_info",
 		Help: "1 for the ruleset version active on this node."}, []string{"version", "name"})
-	m.reg.MustRegister(m.requests, m.latency, m.decisions, m.ruleHits, m.rulesInfo,
+	m.evalTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "countersign_rules_evaluation_seconds",
+		Help:    "Evaluation time of the active ruleset per request, by ruleset name.",
+		Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 1e-3}}, []string{"ruleset"})
+	m.shadow = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "countersign_shadow_decisions_total",
+		Help: "Decisions of the shadow ruleset next to the active one, by path move (from->to); same path counts as equal."},
+		[]string{"move"})
+	m.reg.MustRegister(m.requests, m.latency, m.decisions, m.ruleHits, m.rulesInfo, m.evalTime, m.shadow,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -60,6 +68,14 @@ func (m *Metrics) Decision(d risk.Decision) {
 	m.decisions.WithLabelValues(d.Level, d.Path).Inc()
 	for _, r := range d.Rules {
 		m.ruleHits.WithLabelValues(r.ID).Inc()
+	}
+	m.evalTime.WithLabelValues(d.RulesetName).Observe(d.Elapsed.Seconds())
+	if d.Shadow != nil {
+		move := "equal"
+		if d.Shadow.Path != d.Path {
+			move = d.Path + "->" + d.Shadow.Path
+		}
+		m.shadow.WithLabelValues(move).Inc()
 	}
 }
 

@@ -42,7 +42,9 @@ type Deps struct {
 	RulesVersion func() string
 	// VAPIDPublic is the server's VAPID public key (enrollment answer).
 	VAPIDPublic string
-	Extra       []func(e *echo.Echo) // more routes (device app, ...)
+	// Rules serves /admin/rules (nil: not served).
+	Rules *admin.Rules
+	Extra []func(e *echo.Echo) // more routes (device app, ...)
 }
 
 type srv struct{ Deps }
@@ -85,6 +87,9 @@ func New(d Deps) *echo.Echo {
 	a.POST("/agents/:client_id/revoke", s.revokeAgent)
 	a.GET("/audit", s.audit)
 	a.POST("/audit/verify", s.auditVerify)
+	if d.Rules != nil {
+		s.rulesRoutes(a, d.Rules)
+	}
 	s.deviceRoutes(e)
 	app := echo.WrapHandler(deviceapp.Handler())
 	e.GET("/app", app)

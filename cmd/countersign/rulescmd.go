@@ -10,10 +10,17 @@ import (
 	"github.com/countersign/countersign/rules"
 )
 
-// rulesCmd runs the offline rules commands: validate and test.
-func rulesCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
+// rulesCommand runs `countersign rules ...`: validate and test offline,
+// the others against a running server (rulescli.go).
+func rulesCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "show", "versions", "push", "rollback", "simulate":
+			return rulesRemote(ctx, args, getenv, stdout, stderr)
+		}
+	}
 	if len(args) != 2 || (args[0] != "validate" && args[0] != "test") {
-		fmt.Fprintln(stderr, "usage: countersign rules validate|test FILE")
+		fmt.Fprint(stderr, rulesUsage)
 		return 2
 	}
 	src, err := os.ReadFile(args[1])

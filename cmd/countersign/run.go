@@ -11,15 +11,16 @@ const usage = `countersign — an authorization server for AI agents (OpenID CIB
 Usage:
   countersign serve [flags]          run the server (embedded store unless --redis-url)
   countersign demo [--stub]          a server, a user, an agent and a phone: a first approval in minutes
-  countersign rules validate FILE    compile a ruleset and run its tests (offline)
-  countersign rules test FILE        run a ruleset's tests (offline)
+  countersign rules validate|test FILE   compile a ruleset and run its tests (offline)
+  countersign rules show|versions|push|simulate|rollback   against a running server
+  countersign audit verify|export|tail   the audit trail of a running server
   countersign clients|users|agents   admin commands against a running server (below)
   countersign help                   this text
 
 Run "countersign serve --help" for the server's flags; every flag has a
 COUNTERSIGN_* environment twin.
 
-` + adminUsage
+` + adminUsage + "\n" + rulesUsage
 
 // run is the whole program: it returns the exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -31,7 +32,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "serve":
 		return serve(ctx, args[1:], getenv, stdout, stderr)
 	case "rules":
-		return rulesCmd(ctx, args[1:], stdout, stderr)
+		return rulesCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "demo":
 		return demo(ctx, args[1:], getenv, stdout, stderr)
 	case "clients", "users", "agents":

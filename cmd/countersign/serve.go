@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -19,6 +20,7 @@ import (
 	"github.com/countersign/countersign/ciba"
 	"github.com/countersign/countersign/ciba/admin"
 	"github.com/countersign/countersign/ciba/dpop"
+	"github.com/countersign/countersign/ciba/rulesync"
 	"github.com/countersign/countersign/ciba/server"
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/ciba/token"
@@ -103,6 +105,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 	}
 	n.keys = keys
 	rs := rules.Default()
+	var initial []byte
 	if cfg.RulesFile != "" {
 		src, err := os.ReadFile(cfg.RulesFile)
 		if err != nil {
@@ -113,6 +116,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 			n.close()
 			return nil, fmt.Errorf("%s: %w", cfg.RulesFile, err)
 		}
+		initial = src
 	}
 	n.engine = risk.NewEngine(ciba.SignalReader{DB: n.db}, rs)
 	minter := &token.Minter{Issuer: cfg.Issuer, Keys: keys.Get, AccessTTL: cfg.AccessTokenTTL, IDTTL: cfg.IDTokenTTL, Now: now}
@@ -145,8 +149,18 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 		Client: pol.Client(10 * time.Second), Now: now}}
 	n.service.Devices = n.pusher
 	metrics := server.NewMetrics()
-	metrics.ActiveRules(rs.Digest, rs.Name)
-	n.service.Observer = metrics
+	// The active ruleset lives in Redis: every node follows activations
+	// and rollbacks (pub/sub plus a periodic check). --rules becomes
+	// version 1 only when nothing is active yet.
+	syncer, err := rulesync.Start(ctx, n.db, n.engine, rulesync.Options{
+		Initial: initial, InitialComment: "COUNTERSIGN_RULES " + cfg.RulesFile, Log: log, Observer: metrics,
+		OnSwap: func(v int64, name, _ string) { metrics.ActiveRules(strconv.FormatInt(v, 10), name) },
+	})
+	if err != nil {
+		n.close()
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	n.service.Observer = syncer
 	go keys.Watch(ctx, time.Minute)
 	// The outbox worker: ping/push callbacks and expiry, on every node.
 	host, _ := os.Hostname()
@@ -166,8 +180,14 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 	n.handler = server.New(server.Deps{
 		Service: n.service, Admin: &admin.Service{DB: n.db, Dev: cfg.Dev, Now: now}, DB: n.db,
 		Keys: keys.Get, AdminToken: cfg.AdminToken, Log: log, Metrics: metrics,
-		Ready:        func(ctx context.Context) error { return n.db.Ping(ctx) },
-		RulesVersion: func() string { return n.engine.Active().Digest },
+		Ready: func(ctx context.Context) error {
+			if err := n.db.Ping(ctx); err != nil {
+				return err
+			}
+			return syncer.Ready()
+		},
+		RulesVersion: syncer.RulesVersion,
+		Rules:        &admin.Rules{DB: n.db, AdminName: cfg.AdminName},
 		VAPIDPublic:  vapid.Public,
 	})
 	return n, nil

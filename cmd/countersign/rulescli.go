@@ -1,0 +1,356 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// The rules CLI against a running server (issue 8 "CLI"): show, versions,
+// push, rollback and simulate over the admin API (API.md "Admins", Rules).
+// validate and test stay offline (rulescmd.go).
+
+const rulesUsage = `Rules commands:
+  countersign rules validate FILE          compile a ruleset and run its tests (offline; exit 1 on failure)
+  countersign rules test FILE              run a ruleset's tests (offline)
+  countersign rules show                   the active version and its YAML
+  countersign rules versions               every version, newest first
+  countersign rules push FILE [--comment C]
+                                           validate, test and activate FILE on every node
+  countersign rules rollback VERSION       make an earlier version active again
+  countersign rules simulate FILE (--last N | --requests INPUTS.json)
+                                           what FILE would change against the active ruleset
+Server commands take --server URL (COUNTERSIGN_ISSUER), --admin-token T
+(COUNTERSIGN_ADMIN_TOKEN) and --output human|json.
+`
+
+// rulesAPIError is an error answer of the rules API, with its problems.
+type rulesAPIError struct {
+	apiError
+	Problems []struct {
+		Rule    string `json:"rule"`
+		Line    int    `json:"line"`
+		Column  int    `json:"column"`
+		Message string `json:"message"`
+	} `json:"problems"`
+}
+
+// rulesRemote runs `countersign rules show|versions|push|rollback|simulate`.
+func rulesRemote(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	verb := args[0]
+	fs := flag.NewFlagSet("rules "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf cliFlags
+	cf.register(fs, getenv)
+	comment := fs.String("comment", "", "push: a comment recorded with the version")
+	last := fs.Int("last", 0, "simulate: over the last N audited decisions")
+	requests := fs.String("requests", "", "simulate: a JSON file holding a list of inputs")
+	pos, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if cf.output == "table" {
+		cf.output = "human"
+	}
+	if cf.output != "human" && cf.output != "json" {
+		fmt.Fprintf(stderr, "countersign rules: --output must be human or json, not %q\n", cf.output)
+		return 2
+	}
+	if cf.token == "" {
+		fmt.Fprintln(stderr, "countersign rules: no admin token: pass --admin-token or set COUNTERSIGN_ADMIN_TOKEN")
+		return 2
+	}
+	rc := &rulesClient{server: strings.TrimRight(cf.server, "/"), token: cf.token, client: &http.Client{Timeout: 60 * time.Second}}
+	wantPos := map[string]int{"show": 0, "versions": 0, "push": 1, "rollback": 1, "simulate": 1}[verb]
+	if len(pos) != wantPos {
+		fmt.Fprint(stderr, rulesUsage)
+		return 2
+	}
+	var method, path string
+	var body map[string]any
+	file := ""
+	switch verb {
+	case "show":
+		method, path = "GET", "/admin/rules"
+	case "versions":
+		method, path = "GET", "/admin/rules/versions"
+	case "rollback":
+		v, err := strconv.ParseInt(pos[0], 10, 64)
+		if err != nil || v < 1 {
+			fmt.Fprintf(stderr, "countersign rules rollback: %q is not a version number\n", pos[0])
+			return 2
+		}
+		method, path, body = "POST", "/admin/rules/rollback", map[string]any{"version": v}
+	case "push", "simulate":
+		file = pos[0]
+		src, err := os.ReadFile(file)
+		if err != nil {
+			fmt.Fprintf(stderr, "countersign rules %s: %v\n", verb, err)
+			return 1
+		}
+		body = map[string]any{"ruleset": string(src)}
+		method, path = "PUT", "/admin/rules"
+		if verb == "push" {
+			body["comment"] = *comment
+			break
+		}
+		method, path = "POST", "/admin/rules/simulate"
+		switch {
+		case (*last > 0) == (*requests != ""):
+			fmt.Fprintln(stderr, "countersign rules simulate: give exactly one of --last N and --requests FILE")
+			return 2
+		case *last > 0:
+			body["last"] = *last
+		default:
+			b, err := os.ReadFile(*requests)
+			if err != nil {
+				fmt.Fprintf(stderr, "countersign rules simulate: %v\n", err)
+				return 1
+			}
+			body["requests"] = json.RawMessage(b)
+		}
+	default:
+		fmt.Fprintf(stderr, "countersign rules: unknown command %q\n\n%s", verb, rulesUsage)
+		return 2
+	}
+	resp, err := rc.call(ctx, method, path, body)
+	if err != nil {
+		fmt.Fprintf(stderr, "countersign rules %s: %v\n", verb, err)
+		var re *rulesAPIError
+		if errors.As(err, &re) {
+			for _, p := range re.Problems {
+				fmt.Fprintf(stderr, "%s\n", problemLine(file, p.Line, p.Column, p.Rule, p.Message))
+			}
+		}
+		return 1
+	}
+	if cf.output == "json" {
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, resp, "", "  "); err != nil {
+			fmt.Fprintf(stderr, "countersign rules %s: %v\n", verb, err)
+			return 1
+		}
+		buf.WriteByte('\n')
+		_, _ = stdout.Write(buf.Bytes())
+		return 0
+	}
+	if err := printRules(stdout, verb, resp); err != nil {
+		fmt.Fprintf(stderr, "countersign rules %s: decoding the answer: %v\n", verb, err)
+		return 1
+	}
+	return 0
+}
+
+// problemLine prints a problem as compilers do: FILE:LINE:COL: RULE: MESSAGE.
+func problemLine(file string, line, col int, rule, msg string) string {
+	var b strings.Builder
+	if file != "" {
+		b.WriteString(file + ":")
+	}
+	if line > 0 {
+		fmt.Fprintf(&b, "%d:%d:", line, col)
+	}
+	if b.Len() > 0 {
+		b.WriteString(" ")
+	}
+	if rule != "" {
+		b.WriteString(rule + ": ")
+	}
+	return b.String() + msg
+}
+
+type rulesClient struct {
+	server, token string
+	client        *http.Client
+}
+
+func (c *rulesClient) call(ctx context.Context, method, path string, in map[string]any) ([]byte, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.server+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		e := &rulesAPIError{apiError: apiError{Status: resp.StatusCode}}
+		_ = json.Unmarshal(b, e)
+		return nil, e
+	}
+	return b, nil
+}
+
+func printRules(w io.Writer, verb string, resp []byte) error {
+	switch verb {
+	case "show":
+		var v struct {
+			Version     int64  `json:"version"`
+			Name        string `json:"name"`
+			Ruleset     string `json:"ruleset"`
+			ActivatedAt string `json:"activated_at"`
+			ActivatedBy string `json:"activated_by"`
+			Comment     string `json:"comment"`
+		}
+		if err := json.Unmarshal(resp, &v); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "version %d (%s), activated %s by %s", v.Version, v.Name, v.ActivatedAt, v.ActivatedBy)
+		if v.Comment != "" {
+			fmt.Fprintf(w, ": %s", v.Comment)
+		}
+		fmt.Fprintf(w, "\n---\n%s", v.Ruleset)
+		if !strings.HasSuffix(v.Ruleset, "\n") {
+			fmt.Fprintln(w)
+		}
+	case "versions":
+		var v struct {
+			Versions []struct {
+				Version     int64  `json:"version"`
+				Name        string `json:"name"`
+				ActivatedAt string `json:"activated_at"`
+				ActivatedBy string `json:"activated_by"`
+				Comment     string `json:"comment"`
+				Active      bool   `json:"active"`
+			} `json:"versions"`
+		}
+		if err := json.Unmarshal(resp, &v); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tACTIVE\tNAME\tACTIVATED\tBY\tCOMMENT")
+		for _, r := range v.Versions {
+			active := ""
+			if r.Active {
+				active = "*"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.Version, active, r.Name, r.ActivatedAt, r.ActivatedBy, r.Comment)
+		}
+		return tw.Flush()
+	case "push", "rollback":
+		var v struct {
+			Version int64 `json:"version"`
+		}
+		if err := json.Unmarshal(resp, &v); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "version %d is active\n", v.Version)
+	case "simulate":
+		return printSimulation(w, resp)
+	}
+	return nil
+}
+
+func printSimulation(w io.Writer, resp []byte) error {
+	type outcome struct {
+		Path  string `json:"path"`
+		Rules []struct {
+			ID string `json:"id"`
+		} `json:"rules"`
+	}
+	type hits struct {
+		ID   string `json:"id"`
+		Hits int    `json:"hits"`
+	}
+	var v struct {
+		Summary struct {
+			Total   int            `json:"total"`
+			Changed int            `json:"changed"`
+			Moves   map[string]int `json:"moves"`
+		} `json:"summary"`
+		Results []struct {
+			RequestID string  `json:"request_id"`
+			Active    outcome `json:"active"`
+			Candidate outcome `json:"candidate"`
+			Changed   bool    `json:"changed"`
+		} `json:"results"`
+		TopRules struct {
+			Active    []hits `json:"active"`
+			Candidate []hits `json:"candidate"`
+		} `json:"top_rules"`
+	}
+	if err := json.Unmarshal(resp, &v); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%d requests, %d would change\n", v.Summary.Total, v.Summary.Changed)
+	moves := make([]string, 0, len(v.Summary.Moves))
+	for m := range v.Summary.Moves {
+		moves = append(moves, m)
+	}
+	sort.Slice(moves, func(i, j int) bool {
+		if v.Summary.Moves[moves[i]] != v.Summary.Moves[moves[j]] {
+			return v.Summary.Moves[moves[i]] > v.Summary.Moves[moves[j]]
+		}
+		return moves[i] < moves[j]
+	})
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, m := range moves {
+		fmt.Fprintf(tw, "  %s\t%d\n", m, v.Summary.Moves[m])
+	}
+	_ = tw.Flush()
+	for _, side := range []struct {
+		name string
+		hits []hits
+	}{{"active", v.TopRules.Active}, {"candidate", v.TopRules.Candidate}} {
+		var parts []string
+		for _, h := range side.hits {
+			parts = append(parts, fmt.Sprintf("%s (%d)", h.ID, h.Hits))
+		}
+		if len(parts) == 0 {
+			parts = []string{"none"}
+		}
+		fmt.Fprintf(w, "rules firing most, %s: %s\n", side.name, strings.Join(parts, ", "))
+	}
+	if v.Summary.Changed == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "changed requests:")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for i, r := range v.Results {
+		if !r.Changed {
+			continue
+		}
+		id := r.RequestID
+		if id == "" {
+			id = fmt.Sprintf("#%d", i+1)
+		}
+		var ids []string
+		for _, m := range r.Candidate.Rules {
+			ids = append(ids, m.ID)
+		}
+		fmt.Fprintf(tw, "  %s\t%s -> %s\t%s\n", id, r.Active.Path, r.Candidate.Path, strings.Join(ids, " "))
+	}
+	return tw.Flush()
+}

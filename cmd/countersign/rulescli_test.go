@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rulesCLI runs `countersign rules ...` against tn.
+func (tn *testNode) rulesCLI(env map[string]string, args ...string) (int, string, string) {
+	tn.t.Helper()
+	var out, errOut bytes.Buffer
+	if env == nil {
+		env = map[string]string{"COUNTERSIGN_ISSUER": tn.URL, "COUNTERSIGN_ADMIN_TOKEN": testAdminToken}
+	}
+	code := rulesCommand(context.Background(), args, func(k string) string { return env[k] }, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func writeRulesFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRulesCLI(t *testing.T) {
+	tn := startNode(t, nil)
+	id, secret := setup(t, tn)
+	dir := t.TempDir()
+	good := writeRulesFile(t, dir, "good.yaml", noPayments)
+	bad := writeRulesFile(t, dir, "bad.yaml", "format: countersign/v1\nname: b\nrules:\n  - id: misspelt\n    when: action.amout > 10.0\n    score: 10\n    reason: r\n")
+
+	if code, out, errOut := tn.rulesCLI(nil, "validate", good); code != 0 || !strings.Contains(out, "2 tests passed, 0 failed") {
+		t.Fatalf("validate offline: %d %s %s", code, out, errOut)
+	}
+	code, out, errOut := tn.rulesCLI(nil, "push", bad)
+	if code != 1 || out != "" || !strings.Contains(errOut, "the ruleset has a problem") ||
+		!strings.Contains(errOut, "\n"+bad+":5:17: misspelt: when: undefined field 'amout'") {
+		t.Fatalf("push bad: %d %q %q", code, out, errOut)
+	}
+	if code, out, errOut := tn.rulesCLI(nil, "push", good, "--comment", "payments off"); code != 0 || out != "version 2 is active\n" {
+		t.Fatalf("push: %d %q %q", code, out, errOut)
+	}
+	code, out, _ = tn.rulesCLI(nil, "show")
+	if code != 0 || !regexp.MustCompile(`^version 2 \(no-payments\), activated \S+ by admin: payments off\n---\n`).MatchString(out) ||
+		!strings.HasSuffix(out, noPayments) {
+		t.Fatalf("show: %d %q", code, out)
+	}
+	code, out, _ = tn.rulesCLI(nil, "versions")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 3 || !regexp.MustCompile(`^VERSION\s+ACTIVE\s+NAME`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^2\s+\*\s+no-payments\s+\S+\s+admin\s+payments off$`).MatchString(lines[1]) ||
+		!regexp.MustCompile(`^1\s+default\s+\S+\s+countersign\s+the embedded default ruleset$`).MatchString(lines[2]) {
+		t.Fatalf("versions: %d\n%s", code, out)
+	}
+	code, out, _ = tn.rulesCLI(nil, "versions", "--output", "json")
+	var vs struct {
+		Versions []map[string]any `json:"versions"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &vs) != nil || len(vs.Versions) != 2 || vs.Versions[0]["active"] != true {
+		t.Fatalf("versions json: %d %s", code, out)
+	}
+
+	if code, out, errOut := tn.rulesCLI(nil, "rollback", "1"); code != 0 || out != "version 1 is active\n" {
+		t.Fatalf("rollback: %d %q %q", code, out, errOut)
+	}
+	tn.waitVersion("1", 5*time.Second)
+	r := rulesPay(tn, id, secret)
+	if r.Status != 200 {
+		t.Fatalf("payment: %s", r.Raw)
+	}
+	code, out, _ = tn.rulesCLI(nil, "simulate", good, "--last", "5")
+	if code != 0 || !strings.HasPrefix(out, "1 requests, 1 would change\n") ||
+		!regexp.MustCompile(`(?m)^  context->deny\s+1$`).MatchString(out) ||
+		!strings.Contains(out, "rules firing most, candidate: no-payments (1)") ||
+		!regexp.MustCompile(`(?m)^  `+regexp.QuoteMeta(r.str("auth_req_id"))+`\s+context -> deny\s+no-payments$`).MatchString(out) {
+		t.Fatalf("simulate: %d\n%s", code, out)
+	}
+	inputs := writeRulesFile(t, dir, "inputs.json", `[{"action":{"details":[{"type":"payment_initiation","amount":5}]}}]`)
+	code, out, _ = tn.rulesCLI(nil, "simulate", good, "--requests", inputs, "--output", "json")
+	var sim map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &sim) != nil || sim["summary"].(map[string]any)["changed"] != float64(1) {
+		t.Fatalf("simulate json: %d %s", code, out)
+	}
+
+	if code, _, errOut := tn.rulesCLI(nil, "simulate", good); code != 2 || !strings.Contains(errOut, "exactly one of --last") {
+		t.Fatalf("simulate without inputs: %d %s", code, errOut)
+	}
+	if code, _, errOut := tn.rulesCLI(nil, "rollback", "99"); code != 1 || !strings.Contains(errOut, "no ruleset version 99 (404 not_found)") {
+		t.Fatalf("rollback 99: %d %s", code, errOut)
+	}
+	if code, _, errOut := tn.rulesCLI(map[string]string{"COUNTERSIGN_ISSUER": tn.URL}, "show"); code != 2 || !strings.Contains(errOut, "no admin token") {
+		t.Fatalf("no token: %d %s", code, errOut)
+	}
+	if code, _, errOut := tn.rulesCLI(nil, "show", "--admin-token", "wrong"); code != 1 || !strings.Contains(errOut, "401 invalid_token") {
+		t.Fatalf("wrong token: %d %s", code, errOut)
+	}
+	if code, _, _ := tn.rulesCLI(nil, "frobnicate"); code != 2 {
+		t.Fatalf("unknown verb: %d", code)
+	}
+}

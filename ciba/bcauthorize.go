@@ -179,8 +179,12 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 		nr.Grant = s.grantFor(&req, grant)
 		nr.Events = append(nr.Events, store.Event{At: now, Type: "request.approved", RequestID: id, GrantID: grant,
 			User: user.ID, Agent: cl.ID, Actors: []string{cl.ID}, Path: d.Path})
-		if nr.Outbox, err = s.outboxFor(&req, nr.Approval); err != nil {
+		var issued *store.Event
+		if nr.Outbox, issued, err = s.outboxFor(&req, nr.Approval); err != nil {
 			return nil, err
+		}
+		if issued != nil {
+			nr.Events = append(nr.Events, *issued)
 		}
 	default:
 		nr.State = store.Pending

@@ -316,6 +316,7 @@ func (s *Service) Decide(ctx context.Context, dev *store.Device, id, decisionJWT
 	}
 	now := s.Now()
 	d := store.Decision{Approve: c.Decision == "approve"}
+	var issuedEv *store.Event
 	ev := store.Event{At: now, RequestID: id, User: r.UserID, Agent: r.ClientID, Actors: []string{r.ClientID},
 		Action: r.AuthorizationDetails, Risk: r.Risk, Path: "device", DeviceID: dev.ID, DecisionJWT: decisionJWT}
 	var riskRules []string
@@ -334,14 +335,19 @@ func (s *Service) Decide(ctx context.Context, dev *store.Device, id, decisionJWT
 			DecisionJWT: decisionJWT, GrantID: grant, At: now}
 		ev.Type, ev.GrantID = "request.approved", grant
 		d.Grant = s.grantFor(&r, grant)
-		if d.Outbox, err = s.outboxFor(&r, d.Approval); err != nil {
+		var issued *store.Event
+		if d.Outbox, issued, err = s.outboxFor(&r, d.Approval); err != nil {
 			return err
 		}
+		issuedEv = issued
 	} else {
 		ev.Type = "request.denied"
 		d.Outbox = s.outboxDenied(&r)
 	}
 	d.Events = []store.Event{ev}
+	if issuedEv != nil {
+		d.Events = append(d.Events, *issuedEv)
+	}
 	switch err := s.db.Decide(ctx, &r, d); {
 	case errors.Is(err, store.ErrDecided):
 		return oauth.New(oauth.Conflict, "the request was already decided or has expired")

@@ -8,26 +8,30 @@ import (
 
 // outboxFor returns the notification an approved request owes its agent:
 // a ping (CIBA Core §10.2) or the token response itself (§10.3.1).
-func (s *Service) outboxFor(r *store.Request, ap *store.Approval) (*store.Outbox, error) {
+// For push mode it also returns the token-issued audit event.
+func (s *Service) outboxFor(r *store.Request, ap *store.Approval) (*store.Outbox, *store.Event, error) {
 	switch r.DeliveryMode {
 	case ModePing:
 		b, _ := json.Marshal(map[string]string{"auth_req_id": r.ID})
-		return &store.Outbox{RequestID: r.ID, Kind: ModePing, Body: b}, nil
+		return &store.Outbox{RequestID: r.ID, Kind: ModePing, Body: b}, nil, nil
 	case ModePush:
 		// A push-mode token is minted once, here, and kept in the outbox
 		// entry until delivered or expired: every retry sends the same one.
-		resp, _, err := s.mint(r, ap, r.ID, "")
+		resp, jti, err := s.mint(r, ap, r.ID, "")
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		resp.AuthReqID = r.ID
 		b, err := json.Marshal(resp)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return &store.Outbox{RequestID: r.ID, Kind: ModePush, Body: b}, nil
+		ev := &store.Event{At: s.Now(), Type: "token.issued", RequestID: r.ID, GrantID: ap.GrantID, User: r.UserID,
+			Agent: r.ClientID, Actors: []string{r.ClientID}, Path: ap.By, DeviceID: ap.DeviceID, TokenJTI: jti,
+			Detail: "pushed to the client notification endpoint"}
+		return &store.Outbox{RequestID: r.ID, Kind: ModePush, Body: b}, ev, nil
 	}
-	return nil, nil
+	return nil, nil, nil
 }
 
 // outboxDenied is the notification a denied request owes a ping or push

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -171,4 +172,34 @@ type redisXAdd struct {
 
 func (x redisXAdd) args() *redis.XAddArgs {
 	return &redis.XAddArgs{Stream: x.stream, ID: x.id, Values: []any{"e", x.e, "h", x.h}}
+}
+
+// No change without its event, by construction: when the event cannot be
+// written the transition leaves nothing behind.
+func TestTransitionWithoutItsEventChangesNothing(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB, clock *fakeClock) {
+		ctx := context.Background()
+		r := newReq(db, "agent", "ivan", time.Minute)
+		stream := db.Prefix() + "{s" + pad2(strconv.Itoa(store.ShardOf("ivan"))) + "}:audit"
+		// Break the shard's audit stream: XADD now fails inside the script.
+		if err := db.Redis().Set(ctx, stream, "not a stream", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		err := db.CreateRequest(ctx, store.NewRequest{Request: r, State: store.Approved, Approval: &store.Approval{By: "policy", GrantID: "g"},
+			Grant:  &store.Grant{ID: "g", UserID: "ivan", ExpiresAt: clock.Now().Add(time.Hour)},
+			Events: []store.Event{{At: clock.Now(), Type: "risk.decision", RequestID: r.ID}}})
+		if err == nil {
+			t.Fatal("the transition succeeded without its event")
+		}
+		if o, _ := db.Poll(ctx, r.ID, "agent"); o.Status != store.PollUnknown {
+			t.Fatalf("request written without its event: %+v", o)
+		}
+		s, _ := db.ReadSignals(ctx, "agent", "ivan", []string{store.SigFirstTime, store.SigAgentUserRequests1h}, clock.Now())
+		if !s.FirstTime || s.AgentUserRequests1h != 0 {
+			t.Fatalf("counters moved without the event: %+v", s)
+		}
+		if gs, _ := db.GrantsFor(ctx, "ivan"); len(gs) != 0 {
+			t.Fatalf("grant written without the event: %+v", gs)
+		}
+	})
 }

@@ -130,6 +130,7 @@ local f = redis.call('HMGET', KEYS[1], 'state', 'user', 'exp')
 if not f[1] or f[2] ~= ARGV[2] then return {'missing'} end
 if f[1] ~= 'pending' or tonumber(ARGV[3]) >= tonumber(f[3]) then return {'decided'} end
 local id = string.match(KEYS[1], 'req:(.*)$')
+audit_write(14, 9)
 unpend(id)
 if ARGV[1] == 'approve' then
   redis.call('HSET', KEYS[1], 'state', 'approved', 'approval', ARGV[4])
@@ -140,7 +141,6 @@ else
   deny_counters()
 end
 outbox(ARGV[6])
-audit_write(14, 9)
 return {'ok'}
 `)
 

@@ -45,12 +45,11 @@ var scriptEnroll = redis.NewScript(luaAudit + `
 local stale = audit_stale(5, 4)
 if stale then return {'stale', stale} end
 local user = redis.call('GET', KEYS[1])
-if user ~= ARGV[3] then return {'bad_code'} end
+if user ~= ARGV[3] or redis.call('EXISTS', KEYS[4]) == 0 then return {'bad_code'} end
+audit_write(5, 4)
 redis.call('DEL', KEYS[1])
-if redis.call('EXISTS', KEYS[4]) == 0 then return {'bad_code'} end
 redis.call('SET', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[2])
-audit_write(5, 4)
 return {'ok'}
 `)
 
@@ -143,9 +142,10 @@ func (db *DB) SetPushSubscription(ctx context.Context, id string, sub json.RawMe
 var scriptRemoveDevice = redis.NewScript(luaAudit + `
 local stale = audit_stale(3, 2)
 if stale then return {'stale', stale} end
-if redis.call('DEL', KEYS[1]) == 0 then return {'missing'} end
-redis.call('SREM', KEYS[2], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 audit_write(3, 2)
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
 return {'ok'}
 `)
 

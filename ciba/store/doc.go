@@ -45,6 +45,13 @@
 // events and its outbox entry together: there is no event without its
 // change and no change without its event, by construction.
 //
+// Within a script every check (state, expiry, limits, the chain head)
+// runs before the first write, and the audit events are that first
+// write: Redis does not roll a script back, so if writing the events
+// fails nothing else has been written, and once they are written the
+// remaining writes touch only keys of our own types. A test corrupts
+// the audit stream and shows that the transition then changes nothing.
+//
 // Each event holds the SHA-256 of its predecessor in the shard's chain
 // (prev_hash) and its own hash over its JSON body. Lua in Redis has no
 // SHA-256, so the writer computes the hashes in Go from the head it

@@ -75,8 +75,8 @@ if rec['user_id'] ~= ARGV[1] then return {'missing'} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'ok'} end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 1000 then ttl = 1000 end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl)
 audit_write(3, 3)
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl)
 return {'ok'}
 `)
 
@@ -100,8 +100,8 @@ func (db *DB) RevokeGrant(ctx context.Context, user, grantID string, event Event
 var scriptRevoke = redis.NewScript(luaAudit + `
 local stale = audit_stale(2, 3)
 if stale then return {'stale', stale} end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 audit_write(2, 3)
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {'ok'}
 `)
 

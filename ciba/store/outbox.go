@@ -180,10 +180,10 @@ if f[1] ~= 'pending' or tonumber(ARGV[1]) < tonumber(f[2]) then
   if f[1] ~= 'pending' then unpend(id) end
   return {'not_due'}
 end
+audit_write(14, 3)
 redis.call('HSET', KEYS[1], 'state', 'expired')
 unpend(id)
 outbox(ARGV[2])
-audit_write(14, 3)
 return {'ok'}
 `)
 

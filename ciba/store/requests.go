@@ -171,8 +171,8 @@ if stale then return {'stale', stale} end
 local now = tonumber(ARGV[3])
 local state = ARGV[2]
 if state == 'denied' then
-  deny_counters()
   audit_write(14, 16)
+  deny_counters()
   return {'ok'}
 end
 if state == 'pending' then
@@ -193,6 +193,11 @@ if state == 'pending' then
   if maxp > 0 and tonumber(redis.call('GET', KEYS[9]) or '0') >= maxp then
     return {'limit', 'pushes_per_minute', 60000 - (now % 60000)}
   end
+end
+-- Every check passed: the audit events are the first write, so a failure
+-- to write them leaves nothing else written.
+audit_write(14, 16)
+if state == 'pending' then
   redis.call('INCR', KEYS[9]); redis.call('EXPIRE', KEYS[9], 120)
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[11])
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[11])
@@ -208,7 +213,6 @@ if state == 'approved' then
   grant(ARGV[14], ARGV[15])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[13])
-audit_write(14, 16)
 return {'ok'}
 `)
 
@@ -376,8 +380,8 @@ local stale = audit_stale(2, 2)
 if stale then return {'stale', stale} end
 local st = redis.call('HMGET', KEYS[1], 'state', 'exp')
 if st[1] ~= 'approved' or tonumber(ARGV[1]) >= tonumber(st[2]) then return {'gone'} end
-redis.call('HSET', KEYS[1], 'state', 'redeemed')
 audit_write(2, 2)
+redis.call('HSET', KEYS[1], 'state', 'redeemed')
 return {'ok'}
 `)
 

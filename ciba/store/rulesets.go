@@ -108,12 +108,12 @@ if ARGV[2] == '1' then
 end
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 if seq + 1 ~= tonumber(ARGV[1]) then return {'seq', tostring(seq)} end
+audit_write(6, 8)
 local v = tostring(redis.call('INCR', KEYS[1]))
 redis.call('HSET', KEYS[2], v, ARGV[3])
 redis.call('HSET', KEYS[3], v, ARGV[4])
 redis.call('HSET', KEYS[4], v, ARGV[5])
 redis.call('SET', KEYS[5], v)
-audit_write(6, 8)
 redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. v)
 return {'ok', v}
 `)
@@ -172,9 +172,9 @@ var scriptActivateRuleset = redis.NewScript(luaAudit + `
 local stale = audit_stale(4, 5)
 if stale then return {'stale', stale} end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'missing'} end
+audit_write(4, 5)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[1])
-audit_write(4, 5)
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return {'ok'}
 `)
@@ -320,9 +320,9 @@ type ShadowStats struct {
 var scriptSetShadow = redis.NewScript(luaAudit + `
 local stale = audit_stale(3, 8)
 if stale then return {'stale', stale} end
+audit_write(3, 8)
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1], 'src', ARGV[1], 'digest', ARGV[2], 'name', ARGV[3], 'set_at', ARGV[4], 'set_by', ARGV[5])
-audit_write(3, 8)
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {'ok'}
 `)
@@ -344,8 +344,8 @@ var scriptClearShadow = redis.NewScript(luaAudit + `
 local stale = audit_stale(3, 3)
 if stale then return {'stale', stale} end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-redis.call('DEL', KEYS[1], KEYS[2])
 audit_write(3, 3)
+redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return {'ok'}
 `)

@@ -52,3 +52,9 @@ func (db *DB) UseOnce(ctx context.Context, kind, id string, until time.Time) (bo
 	}
 	return db.rdb.SetNX(ctx, db.prefix+"once:"+kind+":"+id, "1", ttl+time.Minute).Result()
 }
+
+// TryLock takes a named lock for ttl unless another node holds it: one
+// node at a time runs cluster-wide chores (audit retention).
+func (db *DB) TryLock(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	return db.rdb.SetNX(ctx, db.prefix+"{dir}:lock:"+name, NewID(), ttl).Result()
+}

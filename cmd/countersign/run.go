@@ -20,7 +20,7 @@ Usage:
 Run "countersign serve --help" for the server's flags; every flag has a
 COUNTERSIGN_* environment twin.
 
-` + adminUsage + "\n" + rulesUsage
+` + adminUsage + "\n" + rulesUsage + "\n" + auditUsage
 
 // run is the whole program: it returns the exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -37,7 +37,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return demo(ctx, args[1:], getenv, stdout, stderr)
 	case "clients", "users", "agents":
 		return adminCmd(ctx, args[0], args[1:], getenv, stdout, stderr)
-	// Further admin command groups (audit, ...) are dispatched here.
+	case "audit":
+		return auditCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

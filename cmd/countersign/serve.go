@@ -176,6 +176,10 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 		}
 	}()
 	n.stopWorker = func() { stopWorker(); <-done }
+	if cfg.AuditRetention > 0 {
+		ret := &ciba.Retention{Service: n.service, Keep: cfg.AuditRetention, Dir: cfg.AuditExportDir}
+		go ret.Run(wctx)
+	}
 	closers = append(closers, n.stopWorker)
 	n.handler = server.New(server.Deps{
 		Service: n.service, Admin: &admin.Service{DB: n.db, Dev: cfg.Dev, Now: now}, DB: n.db,

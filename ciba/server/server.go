@@ -216,13 +216,9 @@ func readForm(c echo.Context) (url.Values, error) {
 	if ct != "application/x-www-form-urlencoded" {
 		return nil, oauth.New(oauth.InvalidRequest, "the body must be application/x-www-form-urlencoded")
 	}
-	b, err := io.ReadAll(c.Request().Body)
+	b, err := readBody(c)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, oauth.New(oauth.RequestEntityTooLarge, "request body over 64 KiB")
-		}
-		return nil, oauth.New(oauth.InvalidRequest, "could not read the body")
+		return nil, err
 	}
 	form, err := url.ParseQuery(string(b))
 	if err != nil {

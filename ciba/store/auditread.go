@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,7 +47,7 @@ func (q AuditQuery) match(e *Event) bool {
 	if q.User != "" && e.User != q.User {
 		return false
 	}
-	if q.Agent != "" && e.Agent != q.Agent && !contains(e.Actors, q.Agent) {
+	if q.Agent != "" && e.Agent != q.Agent && !slices.Contains(e.Actors, q.Agent) {
 		return false
 	}
 	if q.Request != "" && e.RequestID != q.Request {
@@ -56,15 +57,6 @@ func (q AuditQuery) match(e *Event) bool {
 		return false
 	}
 	return true
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // ErrBadCursor is returned for a cursor that does not decode.

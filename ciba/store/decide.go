@@ -31,8 +31,8 @@ func (db *DB) requestKey(id string) (string, bool) {
 	return db.tag(shard) + "req:" + id, true
 }
 
-// RequestFor returns a request of user, ErrNotFound when it does not
-// exist or belongs to someone else. Expiry is applied on read.
+// RequestFor returns a request of user ("" for any user), ErrNotFound when
+// it does not exist or belongs to someone else. Expiry is applied on read.
 func (db *DB) RequestFor(ctx context.Context, id, user string) (*RequestState, error) {
 	key, ok := db.requestKey(id)
 	if !ok {
@@ -53,7 +53,7 @@ func (db *DB) decodeState(res []any, user string) (*RequestState, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.UserID != user {
+	if user != "" && r.UserID != user {
 		return nil, ErrNotFound
 	}
 	st := State(res[1].(string))

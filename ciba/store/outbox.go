@@ -144,22 +144,7 @@ func (db *DB) Done(ctx context.Context, m OutboxMsg) error {
 
 // RequestByID returns a request and its state, whoever its user is.
 func (db *DB) RequestByID(ctx context.Context, id string) (*RequestState, error) {
-	key, ok := db.requestKey(id)
-	if !ok {
-		return nil, ErrNotFound
-	}
-	res, err := scriptView.Run(ctx, db.rdb, []string{key}).Slice()
-	if err != nil {
-		return nil, err
-	}
-	if s, _ := res[0].(string); s == "" {
-		return nil, ErrNotFound
-	}
-	r, _, err := decodeRecApproval(res[0], res[3])
-	if err != nil {
-		return nil, err
-	}
-	return db.decodeState(res, r.UserID)
+	return db.RequestFor(ctx, id, "")
 }
 
 // DueExpiries returns up to n pending request ids of a shard whose expiry

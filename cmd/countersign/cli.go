@@ -37,6 +37,13 @@ type apiError struct {
 	Status      int
 	Code        string `json:"error"`
 	Description string `json:"error_description"`
+	// Problems are the rules API's invalid_ruleset details.
+	Problems []struct {
+		Rule    string `json:"rule"`
+		Line    int    `json:"line"`
+		Column  int    `json:"column"`
+		Message string `json:"message"`
+	} `json:"problems"`
 }
 
 func (e *apiError) Error() string {

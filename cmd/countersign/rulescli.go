@@ -35,17 +35,6 @@ Server commands take --server URL (COUNTERSIGN_ISSUER), --admin-token T
 (COUNTERSIGN_ADMIN_TOKEN) and --output human|json.
 `
 
-// rulesAPIError is an error answer of the rules API, with its problems.
-type rulesAPIError struct {
-	apiError
-	Problems []struct {
-		Rule    string `json:"rule"`
-		Line    int    `json:"line"`
-		Column  int    `json:"column"`
-		Message string `json:"message"`
-	} `json:"problems"`
-}
-
 // rulesRemote runs `countersign rules show|versions|push|rollback|simulate`.
 func rulesRemote(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	verb := args[0]
@@ -74,7 +63,7 @@ func rulesRemote(ctx context.Context, args []string, getenv func(string) string,
 		fmt.Fprintln(stderr, "countersign rules: no admin token: pass --admin-token or set COUNTERSIGN_ADMIN_TOKEN")
 		return 2
 	}
-	rc := &rulesClient{server: strings.TrimRight(cf.server, "/"), token: cf.token, client: &http.Client{Timeout: 60 * time.Second}}
+	rc := &adminClient{server: strings.TrimRight(cf.server, "/"), token: cf.token, client: &http.Client{Timeout: 60 * time.Second}}
 	wantPos := map[string]int{"show": 0, "versions": 0, "push": 1, "rollback": 1, "simulate": 1}[verb]
 	if len(pos) != wantPos {
 		fmt.Fprint(stderr, rulesUsage)
@@ -130,7 +119,7 @@ func rulesRemote(ctx context.Context, args []string, getenv func(string) string,
 	resp, err := rc.call(ctx, method, path, body)
 	if err != nil {
 		fmt.Fprintf(stderr, "countersign rules %s: %v\n", verb, err)
-		var re *rulesAPIError
+		var re *apiError
 		if errors.As(err, &re) {
 			for _, p := range re.Problems {
 				fmt.Fprintf(stderr, "%s\n", problemLine(file, p.Line, p.Column, p.Rule, p.Message))
@@ -171,46 +160,6 @@ func problemLine(file string, line, col int, rule, msg string) string {
 		b.WriteString(rule + ": ")
 	}
 	return b.String() + msg
-}
-
-type rulesClient struct {
-	server, token string
-	client        *http.Client
-}
-
-func (c *rulesClient) call(ctx context.Context, method, path string, in map[string]any) ([]byte, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return nil, err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.server+path, body)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Accept", "application/json")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := &rulesAPIError{apiError: apiError{Status: resp.StatusCode}}
-		_ = json.Unmarshal(b, e)
-		return nil, e
-	}
-	return b, nil
 }
 
 func printRules(w io.Writer, verb string, resp []byte) error {

@@ -102,15 +102,18 @@ end
 const staleHead = "stale"
 
 // runAudited runs script with keys (the audit stream and head appended)
-// and args (the audit arguments appended), retrying with the new head when
-// another node wrote to the shard's chain in between. The reply's first
-// element is returned as status and the rest as values.
+// and args (the audit arguments appended). Writers of one shard's chain
+// on this node take turns (a per-shard lock), so they never race each
+// other; when another node moved the head in between, the script changes
+// nothing and answers the new head, and the write is tried again. The
+// reply's first element is the status and the rest the values.
 func (db *DB) runAudited(ctx context.Context, s *redis.Script, shard int, keys []string, args []any, events []Event) ([]any, error) {
 	keys = append(keys, db.auditKey(shard), db.headKey(shard))
-	for attempt := 0; attempt < 8; attempt++ {
-		db.mu.Lock()
+	lock := &db.shardLocks[shard]
+	lock.Lock()
+	defer lock.Unlock()
+	for attempt := 0; attempt < 100; attempt++ {
 		prev := db.head(shard)
-		db.mu.Unlock()
 		aargs, err := auditArgs(prev, events)
 		if err != nil {
 			return nil, err
@@ -121,17 +124,12 @@ func (db *DB) runAudited(ctx context.Context, s *redis.Script, shard int, keys [
 		}
 		if len(res) == 2 && res[0] == staleHead {
 			cur, _ := res[1].(string)
-			db.mu.Lock()
 			db.setHead(shard, cur)
-			db.mu.Unlock()
 			continue
 		}
-		if len(events) > 0 {
+		if len(events) > 0 && res[0] == "ok" {
 			// The script wrote our chain: remember its head.
-			last := aargs[len(aargs)-2].(string)
-			db.mu.Lock()
-			db.setHead(shard, last)
-			db.mu.Unlock()
+			db.setHead(shard, aargs[len(aargs)-2].(string))
 		}
 		return res, nil
 	}

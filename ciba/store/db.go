@@ -34,9 +34,11 @@ type DB struct {
 	// Now is the clock used for expiry and counters.
 	Now func() time.Time
 
-	mu       sync.Mutex
-	lastHash [Shards]string // cache of each shard's audit chain head
-	dirHead  string
+	// shardLocks serialise this node's writers of each audit chain (the
+	// user shards and the directory); they also guard the cached heads.
+	shardLocks [Shards + 1]sync.Mutex
+	lastHash   [Shards]string // cache of each shard's audit chain head
+	dirHead    string
 }
 
 // Open returns a DB over rdb whose keys all start with prefix ("cs:" when

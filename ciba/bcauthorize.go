@@ -58,10 +58,26 @@ type params struct {
 
 // BackchannelAuthorize runs CIBA Core §7: authenticate, validate, resolve
 // the user, assess the risk, and store the request.
+//
+// In the common case (a form with a login_hint) the client, the user and
+// the user's signals come back in one pipelined round trip and the request
+// is stored in a second one.
 func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (*AuthorizeResponse, error) {
-	cl, err := s.Authenticate(ctx, in.Credentials, in.Endpoint)
+	hint := ""
+	if in.Form.Get("request") == "" {
+		hint = normalizeHint(in.Form.Get("login_hint"))
+	}
+	names := s.engine.Active().Signals()
+	lk, err := s.db.LookupAuthorize(ctx, in.Credentials.ClientID, hint, names, s.Now())
 	if err != nil {
 		return nil, err
+	}
+	cl, err := s.verifyClient(ctx, in.Credentials, lk.Client, in.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if lk.SignalsFor != "" {
+		ctx = withPrefetched(ctx, &prefetched{client: cl.ID, user: lk.SignalsFor, names: names, signals: lk.Signals})
 	}
 	// CIBA Core §13: a client not registered for the CIBA grant.
 	if !hasGrant(cl, oauth.GrantCIBA) {
@@ -122,7 +138,11 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 			return nil, oauth.New(oauth.InvalidRequest, "client_notification_token must be at most 1024 token characters (RFC 6750 §2.1)")
 		}
 	}
-	user, err := s.resolveUser(ctx, cl, p)
+	var known *store.User
+	if hint != "" && p.loginHint != "" && normalizeHint(p.loginHint) == hint {
+		known = lk.User
+	}
+	user, err := s.resolveUser(ctx, cl, p, known)
 	if err != nil {
 		return nil, err
 	}

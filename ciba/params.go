@@ -154,10 +154,14 @@ func jwtProblem(err error) string {
 }
 
 // resolveUser finds the user a hint names (CIBA Core §7.1).
-func (s *Service) resolveUser(ctx context.Context, cl *store.Client, p params) (*store.User, error) {
+// known is the user already read for a login_hint, if any.
+func (s *Service) resolveUser(ctx context.Context, cl *store.Client, p params, known *store.User) (*store.User, error) {
 	var hint string
 	switch {
 	case p.loginHint != "":
+		if known != nil {
+			return known, nil
+		}
 		hint = p.loginHint
 	case p.idTokenHint != "":
 		sub, err := s.tokens.VerifyIDTokenHint(p.idTokenHint)

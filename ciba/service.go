@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/countersign/countersign/ciba/clientauth"
@@ -78,11 +79,32 @@ func (s *Service) Config() Config { return s.cfg }
 // SignalReader adapts the store to the risk engine.
 type SignalReader struct{ DB *store.DB }
 
-// ReadSignals implements risk.SignalReader.
+// prefetched carries signals read together with the client and the user
+// at /bc-authorize, so that the risk engine does not read them again.
+type prefetched struct {
+	client, user string
+	names        []string
+	signals      store.Signals
+}
+
+type prefetchKey struct{}
+
+func withPrefetched(ctx context.Context, p *prefetched) context.Context {
+	return context.WithValue(ctx, prefetchKey{}, p)
+}
+
+// ReadSignals implements risk.SignalReader: it serves the signals already
+// read for this request when they cover what the rules ask, and reads
+// Redis otherwise (a ruleset swapped in between, a shadow ruleset).
 func (r SignalReader) ReadSignals(ctx context.Context, q risk.SignalQuery) (rules.Signals, error) {
-	s, err := r.DB.ReadSignals(ctx, q.ClientID, q.UserID, q.Names, q.Now)
-	if err != nil {
-		return rules.Signals{}, err
+	var s store.Signals
+	if p, ok := ctx.Value(prefetchKey{}).(*prefetched); ok && p.client == q.ClientID && p.user == q.UserID && covers(p.names, q.Names) {
+		s = p.signals
+	} else {
+		var err error
+		if s, err = r.DB.ReadSignals(ctx, q.ClientID, q.UserID, q.Names, q.Now); err != nil {
+			return rules.Signals{}, err
+		}
 	}
 	return rules.Signals{
 		AgentRequests1h:     s.AgentRequests1h,
@@ -95,6 +117,15 @@ func (r SignalReader) ReadSignals(ctx context.Context, q risk.SignalQuery) (rule
 	}, nil
 }
 
+func covers(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
 // Authenticate verifies a client's credentials at endpoint and returns
 // its record.
 func (s *Service) Authenticate(ctx context.Context, c clientauth.Credentials, endpoint string) (*store.Client, error) {
@@ -102,6 +133,12 @@ func (s *Service) Authenticate(ctx context.Context, c clientauth.Credentials, en
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
+	return s.verifyClient(ctx, c, cl, endpoint)
+}
+
+// verifyClient verifies credentials against a client record already read
+// (nil: no such client).
+func (s *Service) verifyClient(ctx context.Context, c clientauth.Credentials, cl *store.Client, endpoint string) (*store.Client, error) {
 	var reg *clientauth.Registered
 	if cl != nil {
 		reg = &clientauth.Registered{ID: cl.ID, Method: cl.AuthMethod, SecretHash: cl.SecretHash, JWKS: cl.JWKS, Disabled: cl.Disabled}

@@ -201,6 +201,9 @@ func (db *DB) LastDecisions(ctx context.Context, n int) ([]Event, error) {
 		}
 	}
 	sort.SliceStable(all, func(i, j int) bool {
+		if !all[i].event.At.Equal(all[j].event.At) {
+			return all[i].event.At.After(all[j].event.At)
+		}
 		if all[i].ms != all[j].ms {
 			return all[i].ms > all[j].ms
 		}

@@ -244,11 +244,17 @@ func (db *DB) CreateRequest(ctx context.Context, n NewRequest) error {
 		return err
 	}
 	k := db.keysFor(r.ID, r.ClientID, r.UserID, grantID, now)
-	res, err := db.runAudited(ctx, scriptCreate, k.shard, k.keys, []any{
+	var extra func(redis.Pipeliner)
+	if n.State == Approved {
+		// The agent-wide counter lives in the agent's own slot; it rides
+		// in the same round trip.
+		extra = func(p redis.Pipeliner) { db.queueAgentRequest(ctx, p, r.ClientID, now) }
+	}
+	res, err := db.runAuditedWith(ctx, scriptCreate, k.shard, k.keys, []any{
 		rec, string(n.State), ms(now), ms(r.ExpiresAt), n.Interval, approval, r.Amount,
 		n.Limits.PendingPerUser, n.Limits.PendingPerAgentUser, n.Limits.PushesPerMinute,
 		r.ID, ob, (r.ExpiresAt.Sub(now) + gcTTL).Milliseconds(), grantRec, grantExp,
-	}, n.Events)
+	}, n.Events, extra)
 	if err != nil {
 		return err
 	}
@@ -256,9 +262,6 @@ func (db *DB) CreateRequest(ctx context.Context, n NewRequest) error {
 		which, _ := res[1].(string)
 		retry, _ := res[2].(int64)
 		return &LimitError{Which: which, RetryAfter: time.Duration(retry) * time.Millisecond}
-	}
-	if n.State == Approved {
-		return db.countAgentRequest(ctx, r.ClientID, now)
 	}
 	return nil
 }
@@ -274,13 +277,17 @@ func outboxArg(o *Outbox) (string, error) {
 // countAgentRequest moves the agent-wide request counter, which lives in
 // the agent's own slot (it spans users, so it cannot share their shard).
 func (db *DB) countAgentRequest(ctx context.Context, client string, now time.Time) error {
-	k := db.agentBucketKey(client, bucket5(now))
 	_, err := db.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Incr(ctx, k)
-		p.Expire(ctx, k, 65*time.Minute)
+		db.queueAgentRequest(ctx, p, client, now)
 		return nil
 	})
 	return err
+}
+
+func (db *DB) queueAgentRequest(ctx context.Context, p redis.Pipeliner, client string, now time.Time) {
+	k := db.agentBucketKey(client, bucket5(now))
+	p.Incr(ctx, k)
+	p.Expire(ctx, k, 65*time.Minute)
 }
 
 func (db *DB) agentBucketKey(client string, b int64) string {

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,15 +37,24 @@ const (
 // ReadSignals reads the named signals for an agent and a user in one
 // pipelined round trip; unnamed signals are not read and stay zero.
 func (db *DB) ReadSignals(ctx context.Context, client, user string, names []string, now time.Time) (Signals, error) {
-	var s Signals
 	if len(names) == 0 {
-		return s, nil
+		return Signals{}, nil
 	}
-	k := db.keysFor("", client, user, "", now)
-	t := db.tag(k.shard)
+	p := db.rdb.Pipeline()
+	get := db.queueSignals(ctx, p, client, user, names, now)
+	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return Signals{}, err
+	}
+	return get(), nil
+}
+
+// queueSignals queues the reads of the named signals on p and returns the
+// function that assembles them once p has run.
+func (db *DB) queueSignals(ctx context.Context, p redis.Pipeliner, client, user string, names []string, now time.Time) func() Signals {
+	t := db.tag(ShardOf(user))
 	au := t + "c:au:" + client + ":" + user + ":"
 	u := t + "c:u:" + user + ":"
-	fives := func(prefix string, at func(int64) string) []string {
+	fives := func(at func(int64) string) []string {
 		b := bucket5(now)
 		out := make([]string, 12)
 		for i := range out {
@@ -59,8 +70,6 @@ func (db *DB) ReadSignals(ctx context.Context, client, user string, names []stri
 		}
 		return out
 	}
-	var sets []func()
-	p := db.rdb.Pipeline()
 	sum := func(cmd *redis.SliceCmd) float64 {
 		var total float64
 		for _, v := range cmd.Val() {
@@ -71,16 +80,18 @@ func (db *DB) ReadSignals(ctx context.Context, client, user string, names []stri
 		}
 		return total
 	}
+	var s Signals
+	var sets []func()
 	for _, n := range names {
 		switch n {
 		case SigAgentRequests1h:
-			c := p.MGet(ctx, fives("", func(b int64) string { return db.agentBucketKey(client, b) })...)
+			c := p.MGet(ctx, fives(func(b int64) string { return db.agentBucketKey(client, b) })...)
 			sets = append(sets, func() { s.AgentRequests1h = int64(sum(c)) })
 		case SigAgentUserRequests1h:
-			c := p.MGet(ctx, fives("", func(b int64) string { return au + "r:" + itoa(b) })...)
+			c := p.MGet(ctx, fives(func(b int64) string { return au + "r:" + itoa(b) })...)
 			sets = append(sets, func() { s.AgentUserRequests1h = int64(sum(c)) })
 		case SigUserPending:
-			c := p.ZCount(ctx, k.keys[1], "("+itoa(ms(now)), "+inf")
+			c := p.ZCount(ctx, t+"pending:"+user, "("+itoa(ms(now)), "+inf")
 			sets = append(sets, func() { s.UserPending = c.Val() })
 		case SigAgentUserDenials24h:
 			c := p.MGet(ctx, hours(au+"d:")...)
@@ -96,14 +107,80 @@ func (db *DB) ReadSignals(ctx context.Context, client, user string, names []stri
 			sets = append(sets, func() { s.FirstTime = c.Val() == 0 })
 		}
 	}
-	if len(sets) == 0 {
-		return s, nil
+	return func() Signals {
+		for _, set := range sets {
+			set()
+		}
+		return s
 	}
-	if _, err := p.Exec(ctx); err != nil {
-		return Signals{}, err
+}
+
+// Lookup is what /bc-authorize reads before it decides: the client, the
+// user a login_hint names, and that user's signals.
+type Lookup struct {
+	Client *Client // nil: no such client
+	User   *User   // nil: no user by that id or email
+	// Signals were read for the hint taken as a user id; SignalsFor says
+	// which user they belong to ("" when the hint was not an id).
+	Signals    Signals
+	SignalsFor string
+}
+
+// KEYS 1 client, 2 user:<hint>, 3 user-email:<hint>. ARGV 1 user key
+// prefix, 2 user devices prefix. Returns {client, user, devices}.
+var scriptLookup = redis.NewScript(`
+local c = redis.call('GET', KEYS[1]) or ''
+local u = redis.call('GET', KEYS[2])
+if not u then
+  local id = redis.call('GET', KEYS[3])
+  if id then u = redis.call('GET', ARGV[1] .. id) end
+end
+if not u then return {c, '', 0} end
+local id = cjson.decode(u)['id']
+return {c, u, redis.call('SCARD', ARGV[2] .. id)}
+`)
+
+// LookupAuthorize reads, in one pipelined round trip, the client, the
+// user a login_hint names (by id or email) and, taking the hint as a user
+// id, the named signals.
+func (db *DB) LookupAuthorize(ctx context.Context, clientID, hint string, names []string, now time.Time) (Lookup, error) {
+	var out Lookup
+	keys := []string{db.clientKey(clientID), db.userKey(hint), db.emailKey(hint)}
+	args := []any{db.userKey(""), db.userDevicesKey("")}
+	p := db.rdb.Pipeline()
+	look := scriptLookup.EvalSha(ctx, p, keys, args...)
+	var sig func() Signals
+	if len(names) > 0 && hint != "" {
+		sig = db.queueSignals(ctx, p, clientID, hint, names, now)
 	}
-	for _, set := range sets {
-		set()
+	_, err := p.Exec(ctx)
+	if err != nil && !errors.Is(err, redis.Nil) && !isNoScript(look.Err()) {
+		return out, err
 	}
-	return s, nil
+	res, err := look.Slice()
+	if isNoScript(err) {
+		res, err = scriptLookup.Eval(ctx, db.rdb, keys, args...).Slice()
+	}
+	if err != nil {
+		return out, err
+	}
+	if c, _ := res[0].(string); c != "" {
+		if out.Client, err = decodeClient([]byte(c), nil); err != nil {
+			return out, err
+		}
+	}
+	if u, _ := res[1].(string); u != "" {
+		if out.User, err = decodeUser([]byte(u), nil); err != nil {
+			return out, err
+		}
+		out.User.Devices, _ = res[2].(int64)
+		if sig != nil && out.User.ID == hint {
+			out.Signals, out.SignalsFor = sig(), hint
+		}
+	}
+	return out, nil
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }

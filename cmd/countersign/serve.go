@@ -48,7 +48,10 @@ type node struct {
 func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer, now func() time.Time) (*node, error) {
 	n := &node{cfg: cfg}
 	var rdb redis.UniversalClient
-	var closers []func()
+	// The node's background work (rules, keys, outbox) ends with the node,
+	// before its Redis connection closes.
+	ctx, cancelNode := context.WithCancel(ctx)
+	closers := []func(){cancelNode}
 	if cfg.RedisURL == "" {
 		m := miniredis.NewMiniRedis()
 		if err := m.StartAddr("127.0.0.1:0"); err != nil {
@@ -180,7 +183,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 		ret := &ciba.Retention{Service: n.service, Keep: cfg.AuditRetention, Dir: cfg.AuditExportDir}
 		go ret.Run(wctx)
 	}
-	closers = append(closers, n.stopWorker)
+	closers = append(closers, n.stopWorker, cancelNode)
 	n.handler = server.New(server.Deps{
 		Service: n.service, Admin: &admin.Service{DB: n.db, Dev: cfg.Dev, Now: now}, DB: n.db,
 		Keys: keys.Get, AdminToken: cfg.AdminToken, Log: log, Metrics: metrics,

@@ -83,8 +83,22 @@ func (r *KeyRing) set(b []byte) error {
 	return nil
 }
 
-// Get returns the current key set.
-func (r *KeyRing) Get() token.KeySet { return *r.cur.Load() }
+// KeyPropagation is how long a new signing key is published before any
+// node signs with it: every node re-reads the key set more often than
+// that (Watch), so no node meets a token signed by a key it does not know.
+const KeyPropagation = 30 * time.Second
+
+// Get returns the key set to sign and verify with. A key younger than
+// KeyPropagation is served for verification only; the key before it
+// still signs.
+func (r *KeyRing) Get() token.KeySet {
+	ks := *r.cur.Load()
+	if len(ks.Previous) > 0 && r.db.Now().Sub(ks.Current.Created) < KeyPropagation {
+		prev := append([]token.Key{ks.Current}, ks.Previous[1:]...)
+		return token.KeySet{Current: ks.Previous[0], Previous: prev}
+	}
+	return ks
+}
 
 // Refresh re-reads the key set from Redis.
 func (r *KeyRing) Refresh(ctx context.Context) error {
@@ -113,8 +127,10 @@ func (r *KeyRing) Rotate(ctx context.Context) error {
 	return r.Refresh(ctx)
 }
 
-// Watch refreshes the key set every interval until ctx ends.
-func (r *KeyRing) Watch(ctx context.Context, every time.Duration) {
+// Watch refreshes the key set every interval until ctx ends, and when
+// rotate is positive, rotates the signing key that often (one node at a
+// time, through a lock).
+func (r *KeyRing) Watch(ctx context.Context, every, rotate time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -123,6 +139,14 @@ func (r *KeyRing) Watch(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 			_ = r.Refresh(ctx)
+			if rotate > 0 && r.db.Now().Sub(r.cur.Load().Current.Created) >= rotate {
+				if ok, err := r.db.TryLock(ctx, "key-rotation", time.Minute); err == nil && ok {
+					_ = r.Refresh(ctx)
+					if r.db.Now().Sub(r.cur.Load().Current.Created) >= rotate {
+						_ = r.Rotate(ctx)
+					}
+				}
+			}
 		}
 	}
 }

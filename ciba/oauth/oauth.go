@@ -122,10 +122,14 @@ func statusOf(code string) int {
 // in error_description (only %x20-21 / %x23-5B / %x5D-7E are allowed; we
 // keep '"' and '\' out and let other printable Unicode through as JSON).
 func clean(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r < 0x20 || r == 0x7f:
+			return ' '
+		case r == '"' || r == '\\':
 			return -1
 		}
 		return r
 	}, s)
+	return strings.Join(strings.Fields(s), " ")
 }

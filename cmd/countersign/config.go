@@ -17,6 +17,7 @@ import (
 type Config struct {
 	DPoPNonce          bool // require DPoP server nonces (RFC 9449 §8)
 	AuditRetention     time.Duration
+	KeyRotation        time.Duration
 	AuditExportDir     string
 	Issuer             string
 	Listen             string
@@ -67,6 +68,7 @@ func (c *Config) defs() []flagDef {
 		{name: "vapid-subject", env: "COUNTERSIGN_VAPID_SUBJECT", str: &c.VAPIDSubject, def: "admin@countersign.invalid", help: "VAPID contact (an email address, without mailto:)"},
 		{name: "key-prefix", env: "COUNTERSIGN_KEY_PREFIX", str: &c.KeyPrefix, def: "cs:", help: "prefix of every Redis key"},
 		{name: "dpop-nonce", env: "COUNTERSIGN_DPOP_NONCE", boolean: &c.DPoPNonce, help: "require server-issued DPoP nonces at /token (RFC 9449 §8)"},
+		{name: "signing-key-rotation", env: "COUNTERSIGN_SIGNING_KEY_ROTATION", dur: &c.KeyRotation, def: "720h", help: "rotate the token signing key this often (0: never); the JWKS keeps the previous keys"},
 		{name: "audit-retention", env: "COUNTERSIGN_AUDIT_RETENTION", dur: &c.AuditRetention, def: "0s", help: "keep audit events this long in Redis, then export them to --audit-export-dir and trim (0: keep all)"},
 		{name: "audit-export-dir", env: "COUNTERSIGN_AUDIT_EXPORT_DIR", str: &c.AuditExportDir, help: "directory for the JSON Lines files of exported audit events"},
 		{name: "log-level", env: "COUNTERSIGN_LOG_LEVEL", str: &c.LogLevel, def: "info", help: "debug, info, warn or error"},
@@ -150,6 +152,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RedisURL != "" && c.AdminToken == "" {
 		errs = append(errs, errors.New("admin-token is required with an external Redis (it is only generated in embedded mode)"))
+	}
+	if c.KeyRotation != 0 && c.KeyRotation < time.Hour {
+		errs = append(errs, errors.New("signing-key-rotation must be 0 or at least 1h (tokens signed by a key must expire before it leaves the JWKS)"))
 	}
 	if c.AuditRetention < 0 || (c.AuditRetention > 0 && c.AuditRetention < time.Hour) {
 		errs = append(errs, errors.New("audit-retention must be 0 or at least 1h"))

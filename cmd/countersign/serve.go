@@ -164,7 +164,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	n.service.Observer = syncer
-	go keys.Watch(ctx, time.Minute)
+	go keys.Watch(ctx, 10*time.Second, cfg.KeyRotation)
 	// The outbox worker: ping/push callbacks and expiry, on every node.
 	host, _ := os.Hostname()
 	n.worker = &ciba.Worker{Service: n.service, Consumer: host + "-" + store.NewID()[:8],

@@ -18,6 +18,7 @@ type Config struct {
 	DPoPNonce          bool // require DPoP server nonces (RFC 9449 §8)
 	AuditRetention     time.Duration
 	KeyRotation        time.Duration
+	DefaultAudience    string
 	AuditExportDir     string
 	Issuer             string
 	Listen             string
@@ -68,6 +69,7 @@ func (c *Config) defs() []flagDef {
 		{name: "vapid-subject", env: "COUNTERSIGN_VAPID_SUBJECT", str: &c.VAPIDSubject, def: "admin@countersign.invalid", help: "VAPID contact (an email address, without mailto:)"},
 		{name: "key-prefix", env: "COUNTERSIGN_KEY_PREFIX", str: &c.KeyPrefix, def: "cs:", help: "prefix of every Redis key"},
 		{name: "dpop-nonce", env: "COUNTERSIGN_DPOP_NONCE", boolean: &c.DPoPNonce, help: "require server-issued DPoP nonces at /token (RFC 9449 §8)"},
+		{name: "default-audience", env: "COUNTERSIGN_DEFAULT_AUDIENCE", str: &c.DefaultAudience, help: "access token aud when authorization_details name no locations (default: the issuer)"},
 		{name: "signing-key-rotation", env: "COUNTERSIGN_SIGNING_KEY_ROTATION", dur: &c.KeyRotation, def: "720h", help: "rotate the token signing key this often (0: never); the JWKS keeps the previous keys"},
 		{name: "audit-retention", env: "COUNTERSIGN_AUDIT_RETENTION", dur: &c.AuditRetention, def: "0s", help: "keep audit events this long in Redis, then export them to --audit-export-dir and trim (0: keep all)"},
 		{name: "audit-export-dir", env: "COUNTERSIGN_AUDIT_EXPORT_DIR", str: &c.AuditExportDir, help: "directory for the JSON Lines files of exported audit events"},

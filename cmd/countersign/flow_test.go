@@ -238,3 +238,24 @@ func TestDiscoveryAndJWKS(t *testing.T) {
 		t.Fatalf("jwks: %s", r.Raw)
 	}
 }
+
+func TestAudienceFromLocationsOrConfigured(t *testing.T) {
+	tn := startNode(t, func(c *Config) { c.DefaultAudience = "https://api.example" })
+	id, secret := setup(t, tn)
+	token := func(details string) map[string]any {
+		t.Helper()
+		r := tn.post("/bc-authorize", id, secret, url.Values{"scope": {"openid"}, "login_hint": {"alice"}, "authorization_details": {details}})
+		tok := tn.post("/token", id, secret, url.Values{"grant_type": {"urn:openid:params:grant-type:ciba"}, "auth_req_id": {r.str("auth_req_id")}})
+		if tok.Status != 200 {
+			t.Fatalf("token: %d %s", tok.Status, tok.Raw)
+		}
+		return tn.verify(tok.str("access_token"), "at+jwt")
+	}
+	if at := token(readDetails); at["aud"] != "https://api.example" {
+		t.Fatalf("configured audience: %v", at["aud"])
+	}
+	at := token(`[{"type":"agent_action","action":"read","resource":"calendar","locations":["https://cal.example","https://mail.example"]}]`)
+	if aud, _ := at["aud"].([]any); len(aud) != 2 || aud[0] != "https://cal.example" || aud[1] != "https://mail.example" {
+		t.Fatalf("audience from locations: %v", at["aud"])
+	}
+}

@@ -8,22 +8,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/countersign/countersign/ciba/dpop"
-	"github.com/countersign/countersign/ciba/store/redistest"
 )
 
 // The benchmarks drive whole nodes through their real HTTP handlers on a
@@ -38,8 +33,8 @@ import (
 // request of a run falls in the same hour.
 const benchUsers = 256
 
-// perfNode is a server node for benchmarks: startNode's twin for a
-// testing.TB, with a counter of Redis round trips on its client.
+// perfNode is a server node for benchmarks (started by startNode), with
+// its own keep-alive HTTP client and a counter of Redis round trips.
 type perfNode struct {
 	*node
 	tb          testing.TB
@@ -51,43 +46,17 @@ type perfNode struct {
 	rsID, rsSec string // a resource server
 }
 
-// startPerfNode starts a node on the test binary's redis-server behind a
-// loopback listener and registers an agent, a resource server and
+// startPerfNode starts a node like the tests do (startNode), counts its
+// Redis round trips, and registers an agent, a resource server and
 // benchUsers users through the admin API.
 func startPerfNode(tb testing.TB) *perfNode {
 	tb.Helper()
-	rs := redistest.Real(tb)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	issuer := "http://" + ln.Addr().String()
-	cfg, err := parseConfig(nil, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg.Issuer, cfg.RedisURL, cfg.KeyPrefix, cfg.AdminToken, cfg.Dev = issuer, "redis://"+rs.Addr, rs.Prefix, testAdminToken, true
-	if err := cfg.Validate(); err != nil {
-		tb.Fatal(err)
-	}
-	// Noon UTC: rules see a daytime request, as in startNode.
-	y, m, d := time.Now().UTC().Date()
-	clk := &clock{t: time.Date(y, m, d, 12, 0, 0, 0, time.UTC)}
-	ctx, cancel := context.WithCancel(context.Background())
-	n, err := newNode(ctx, cfg, slog.New(slog.NewTextHandler(tbLog{tb}, &slog.HandlerOptions{Level: slog.LevelWarn})), io.Discard, clk.Now)
-	if err != nil {
-		cancel()
-		tb.Fatal(err)
-	}
+	tn := startNode(tb, nil)
 	tc := &tripCounter{}
-	n.db.Redis().AddHook(tc)
-	srv := httptest.NewUnstartedServer(n.handler)
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
+	tn.db.Redis().AddHook(tc)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	tb.Cleanup(func() { hc.CloseIdleConnections(); srv.Close(); cancel(); n.close() })
-	bn := &perfNode{node: n, tb: tb, URL: issuer, clock: clk, hc: hc, trips: tc}
+	tb.Cleanup(hc.CloseIdleConnections)
+	bn := &perfNode{node: tn.node, tb: tb, URL: tn.URL, clock: tn.clock, hc: hc, trips: tc}
 	bn.id, bn.secret = bn.client(map[string]any{"client_id": "agent-1", "client_name": "Bench agent",
 		"agent": map[string]any{"trust_tier": "standard", "owner": "acme"}})
 	bn.rsID, bn.rsSec = bn.client(map[string]any{"client_id": "rs", "resource_server": true})
@@ -98,14 +67,6 @@ func startPerfNode(tb testing.TB) *perfNode {
 		}
 	}
 	return bn
-}
-
-// tbLog sends a node's warnings and errors to the benchmark log.
-type tbLog struct{ tb testing.TB }
-
-func (w tbLog) Write(b []byte) (int, error) {
-	w.tb.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
 }
 
 // send makes one request and decodes a JSON reply into out (when not nil);

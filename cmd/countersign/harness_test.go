@@ -48,12 +48,12 @@ func (c *clock) Advance(d time.Duration) {
 // HTTP listener on a free loopback port.
 type testNode struct {
 	*node
-	t     *testing.T
+	t     testing.TB
 	URL   string
 	clock *clock
 }
 
-func startNode(t *testing.T, mutate func(*Config)) *testNode {
+func startNode(t testing.TB, mutate func(*Config)) *testNode {
 	t.Helper()
 	rs := redistest.Real(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -199,7 +199,7 @@ func (tn *testNode) verify(tok, typ string) jwt.MapClaims {
 	return claims
 }
 
-func ecKey(t *testing.T, m map[string]any) *ecdsa.PublicKey {
+func ecKey(t testing.TB, m map[string]any) *ecdsa.PublicKey {
 	t.Helper()
 	b, _ := json.Marshal(m)
 	var jwk struct{ X, Y string }
@@ -212,11 +212,11 @@ func ecKey(t *testing.T, m map[string]any) *ecdsa.PublicKey {
 }
 
 // tlog sends a node's warnings and errors to the test log.
-type tlog struct{ t *testing.T }
+type tlog struct{ t testing.TB }
 
 func (w tlog) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
 
-func mustReq(t *testing.T, method, u, body string) *http.Request {
+func mustReq(t testing.TB, method, u, body string) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest(method, u, strings.NewReader(body))
 	if err != nil {

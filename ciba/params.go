@@ -164,7 +164,7 @@ func (s *Service) resolveUser(ctx context.Context, cl *store.Client, p params, k
 		}
 		hint = p.loginHint
 	case p.idTokenHint != "":
-		sub, err := s.tokens.VerifyIDTokenHint(p.idTokenHint)
+		sub, err := s.tokens.VerifyIDTokenHint(p.idTokenHint, cl.ID)
 		if err != nil {
 			return nil, oauth.New(oauth.InvalidRequest, "id_token_hint is not an ID token issued by this server")
 		}

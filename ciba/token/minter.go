@@ -213,9 +213,9 @@ func (m *Minter) Verify(token string) (AccessClaims, error) {
 // VerifyIDTokenHint checks an ID token this server issued and returns its
 // sub. Expiry is not enforced: the hint may be expired (OIDC Core
 // §3.1.2.1, CIBA Core §7.1). Only typ JWT is accepted, so an access token
-// (typ at+jwt) is refused. aud is not checked: any client may name a user
-// with a hint this server signed.
-func (m *Minter) VerifyIDTokenHint(token string) (string, error) {
+// (typ at+jwt) is refused. aud must be clientID: the hint is an ID token
+// previously issued to the client that sends it (CIBA Core §7.1).
+func (m *Minter) VerifyIDTokenHint(token, clientID string) (string, error) {
 	var w idWire
 	p := jwt.NewParser(
 		jwt.WithValidMethods([]string{"ES256"}),
@@ -230,6 +230,10 @@ func (m *Minter) VerifyIDTokenHint(token string) (string, error) {
 	}
 	if w.Sub == "" {
 		return "", errors.New("token: ID token hint has no sub")
+	}
+	// CIBA Core §7.1: an ID Token previously issued to this client.
+	if w.Aud != clientID {
+		return "", errors.New("token: ID token hint was issued to another client")
 	}
 	return w.Sub, nil
 }

@@ -364,6 +364,9 @@ func TestIDToken(t *testing.T) {
 	}
 }
 
+// hintClient is the client the test's ID token hints were issued to.
+const hintClient = "agent"
+
 func TestVerifyIDTokenHint(t *testing.T) {
 	m, ks, clk := newMinter(t)
 	hint, err := m.ID(IDClaims{Subject: "user-1", Audience: "agent"})
@@ -371,32 +374,35 @@ func TestVerifyIDTokenHint(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.now = clk.now.Add(24 * time.Hour) // long expired: still a valid hint
-	if sub, err := m.VerifyIDTokenHint(hint); err != nil || sub != "user-1" {
+	if sub, err := m.VerifyIDTokenHint(hint, hintClient); err != nil || sub != "user-1" {
 		t.Fatalf("VerifyIDTokenHint = %q, %v; want user-1", sub, err)
+	}
+	if _, err := m.VerifyIDTokenHint(hint, "another-agent"); err == nil {
+		t.Fatal("an ID token issued to another client was accepted as a hint")
 	}
 	access, _, err := m.Access(AccessClaims{Subject: "user-1", ClientID: "agent"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sub, err := m.VerifyIDTokenHint(access); err == nil {
+	if sub, err := m.VerifyIDTokenHint(access, hintClient); err == nil {
 		t.Errorf("an access token passed as hint: sub %q", sub)
 	}
 	other := *m
 	other.Issuer = "https://other.example"
 	foreign, _ := other.ID(IDClaims{Subject: "user-1", Audience: "agent"})
-	if _, err := m.VerifyIDTokenHint(foreign); err == nil {
+	if _, err := m.VerifyIDTokenHint(foreign, hintClient); err == nil {
 		t.Error("a hint from another issuer was accepted")
 	}
 	forged := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"iss": issuer, "sub": "admin"})
 	forged.Header["kid"] = ks.Current.ID
 	forgedTok, _ := forged.SignedString(mustKey(t).Private)
-	if _, err := m.VerifyIDTokenHint(forgedTok); err == nil {
+	if _, err := m.VerifyIDTokenHint(forgedTok, hintClient); err == nil {
 		t.Error("a hint signed by another key was accepted")
 	}
 	for range MaxPrevious + 1 {
 		*ks = ks.Rotate(mustKey(t))
 	}
-	if _, err := m.VerifyIDTokenHint(hint); err == nil {
+	if _, err := m.VerifyIDTokenHint(hint, hintClient); err == nil {
 		t.Error("a hint signed by a retired key was accepted")
 	}
 }

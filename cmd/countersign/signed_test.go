@@ -163,6 +163,9 @@ func TestLoginHintTokenAndIDTokenHint(t *testing.T) {
 	if r.Status != 200 {
 		t.Fatalf("id_token_hint: %d %s", r.Status, r.Raw)
 	}
+	// An ID token issued to another client is not a hint for this one.
+	otherID, otherSecret := tn.client(map[string]any{"client_id": "other-agent"})
+	wantError(t, tn.post("/bc-authorize", otherID, otherSecret, url.Values{"scope": {"openid"}, "id_token_hint": {tok.str("id_token")}}), 400, "invalid_request")
 	// An access token is not an ID token.
 	wantError(t, tn.post("/bc-authorize", id, secret, url.Values{"scope": {"openid"}, "id_token_hint": {tok.str("access_token")}}), 400, "invalid_request")
 }

@@ -109,7 +109,7 @@ func (s *Service) CreateClient(ctx context.Context, body []byte) (*ClientView, e
 		secret = clientauth.NewSecret()
 		c.SecretHash = clientauth.HashSecret(secret)
 	}
-	if err := s.DB.CreateClient(ctx, c); err != nil {
+	if err := s.DB.CreateClient(ctx, c, s.clientEvent("client.created", c)); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return nil, oauth.New(oauth.Conflict, "client %q exists", c.ID)
 		}
@@ -143,7 +143,11 @@ func (s *Service) PatchClient(ctx context.Context, id string, body []byte) (*Cli
 		secret = clientauth.NewSecret()
 		c.SecretHash = clientauth.HashSecret(secret)
 	}
-	if err := s.DB.PutClient(ctx, c); err != nil {
+	ev := s.clientEvent("client.updated", c)
+	if c.Disabled {
+		ev.Detail = "disabled"
+	}
+	if err := s.DB.PutClient(ctx, c, ev); err != nil {
 		return nil, err
 	}
 	v := view(c)
@@ -183,11 +187,19 @@ func (s *Service) Clients(ctx context.Context) ([]*ClientView, error) {
 
 // DeleteClient removes a client.
 func (s *Service) DeleteClient(ctx context.Context, id string) error {
-	err := s.DB.DeleteClient(ctx, id)
+	err := s.DB.DeleteClient(ctx, id, store.Event{At: s.Now(), Type: "client.deleted", Agent: id})
 	if errors.Is(err, store.ErrNotFound) {
 		return oauth.New(oauth.NotFound, "no client %q", id)
 	}
 	return err
+}
+
+// clientEvent is the audit record of a client change: who the agent is and
+// what it may do, never its secret.
+func (s *Service) clientEvent(typ string, c *store.Client) store.Event {
+	return store.Event{At: s.Now(), Type: typ, Agent: c.ID,
+		Detail: "mode " + c.DeliveryMode + ", tier " + c.Agent.TrustTier + ", grants " + strings.Join(c.GrantTypes, " ") +
+			", delegates to " + strings.Join(c.DelegatesTo, " ")}
 }
 
 func meta(format string, args ...any) error {

@@ -71,33 +71,45 @@ func (db *DB) userKey(id string) string   { return db.dir() + "user:" + id }
 func (db *DB) usersKey() string           { return db.dir() + "users" }
 func (db *DB) emailKey(e string) string   { return db.dir() + "user-email:" + e }
 
-// CreateClient stores a new client; ErrExists when the id is taken.
-func (db *DB) CreateClient(ctx context.Context, c *Client) error {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return err
-	}
-	ok, err := db.rdb.SetNX(ctx, db.clientKey(c.ID), b, 0).Result()
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return ErrExists
-	}
-	return db.rdb.SAdd(ctx, db.clientsKey(), c.ID).Err()
+// KEYS 1 client, 2 clients index, 3-4 directory audit. ARGV 1 client
+// json, 2 id, 3 mode (create | put), 4.. audit.
+var scriptPutClient = redis.NewScript(luaAudit + `
+local stale = audit_stale(3, 4)
+if stale then return {'stale', stale} end
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+if ARGV[3] == 'create' and exists then return {'exists'} end
+if ARGV[3] == 'put' and not exists then return {'missing'} end
+audit_write(3, 4)
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return {'ok'}
+`)
+
+// CreateClient stores a new client and audits it in one step; ErrExists
+// when the id is taken.
+func (db *DB) CreateClient(ctx context.Context, c *Client, event Event) error {
+	return db.putClient(ctx, c, "create", event)
 }
 
-// PutClient replaces an existing client (admin PATCH).
-func (db *DB) PutClient(ctx context.Context, c *Client) error {
+// PutClient replaces an existing client (admin PATCH), audited.
+func (db *DB) PutClient(ctx context.Context, c *Client, event Event) error {
+	return db.putClient(ctx, c, "put", event)
+}
+
+func (db *DB) putClient(ctx context.Context, c *Client, mode string, event Event) error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
-	ok, err := db.rdb.SetXX(ctx, db.clientKey(c.ID), b, 0).Result()
+	res, err := db.runAudited(ctx, scriptPutClient, dirShard, []string{db.clientKey(c.ID), db.clientsKey()},
+		[]any{b, c.ID, mode}, []Event{event})
 	if err != nil {
 		return err
 	}
-	if !ok {
+	switch res[0] {
+	case "exists":
+		return ErrExists
+	case "missing":
 		return ErrNotFound
 	}
 	return nil
@@ -143,16 +155,27 @@ func (db *DB) Clients(ctx context.Context) ([]*Client, error) {
 	return out, nil
 }
 
-// DeleteClient removes a client.
-func (db *DB) DeleteClient(ctx context.Context, id string) error {
-	n, err := db.rdb.Del(ctx, db.clientKey(id)).Result()
+// KEYS 1 client, 2 clients index, 3-4 directory audit. ARGV 1 id, 2.. audit.
+var scriptDeleteClient = redis.NewScript(luaAudit + `
+local stale = audit_stale(3, 2)
+if stale then return {'stale', stale} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+audit_write(3, 2)
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return {'ok'}
+`)
+
+// DeleteClient removes a client, audited.
+func (db *DB) DeleteClient(ctx context.Context, id string, event Event) error {
+	res, err := db.runAudited(ctx, scriptDeleteClient, dirShard, []string{db.clientKey(id), db.clientsKey()}, []any{id}, []Event{event})
 	if err != nil {
 		return err
 	}
-	if n == 0 {
+	if res[0] != "ok" {
 		return ErrNotFound
 	}
-	return db.rdb.SRem(ctx, db.clientsKey(), id).Err()
+	return nil
 }
 
 // CreateUser stores a new user and its email index atomically.

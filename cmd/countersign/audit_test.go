@@ -129,6 +129,8 @@ func TestEveryEventTypeIsAuditedWithItsFieldsAndNoSecrets(t *testing.T) {
 		"device.enrolled":       {"user", "device_id"},
 		"rules.activated":       {},
 		"introspection.refused": {"agent"},
+		"client.created":        {"agent", "detail"},
+		"client.updated":        {"agent", "detail"},
 	}
 	for typ, fields := range want {
 		es := byType[typ]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/mail"
+	"sort"
 	"strings"
 	"time"
 
@@ -34,7 +35,7 @@ func (s *Service) CreateUser(ctx context.Context, body []byte) (*store.User, err
 	if err := applyUser(u, &f); err != nil {
 		return nil, err
 	}
-	if err := s.DB.CreateUser(ctx, u); err != nil {
+	if err := s.DB.CreateUser(ctx, u, s.userEvent("user.created", u)); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return nil, oauth.New(oauth.Conflict, "a user with that id or email exists")
 		}
@@ -105,7 +106,7 @@ func (s *Service) PatchUser(ctx context.Context, id string, body []byte) (*store
 	if err := applyUser(&u, &f); err != nil {
 		return nil, err
 	}
-	if err := s.DB.PutUser(ctx, old, &u); err != nil {
+	if err := s.DB.PutUser(ctx, old, &u, s.userEvent("user.updated", &u)); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return nil, oauth.New(oauth.Conflict, "a user with that email exists")
 		}
@@ -120,5 +121,21 @@ func (s *Service) DeleteUser(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	return s.DB.DeleteUser(ctx, u)
+	return s.DB.DeleteUser(ctx, u, store.Event{At: s.Now(), Type: "user.deleted", User: u.ID})
+}
+
+// userEvent records what rules will read of a user (attribute names, the
+// agents allowed by may_act), not the values of every attribute.
+func (s *Service) userEvent(typ string, u *store.User) store.Event {
+	names := make([]string, 0, len(u.Attributes))
+	for k := range u.Attributes {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	agents := make([]string, 0, len(u.MayAct))
+	for _, m := range u.MayAct {
+		agents = append(agents, m.ClientID)
+	}
+	return store.Event{At: s.Now(), Type: typ, User: u.ID,
+		Detail: "attributes: " + strings.Join(names, " ") + "; may_act: " + strings.Join(agents, " ")}
 }

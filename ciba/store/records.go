@@ -178,33 +178,37 @@ func (db *DB) DeleteClient(ctx context.Context, id string, event Event) error {
 	return nil
 }
 
-// CreateUser stores a new user and its email index atomically.
-func (db *DB) CreateUser(ctx context.Context, u *User) error {
+// CreateUser stores a new user and its email index, audited, in one
+// step.
+func (db *DB) CreateUser(ctx context.Context, u *User, event Event) error {
 	b, err := json.Marshal(u)
 	if err != nil {
 		return err
 	}
-	res, err := scriptCreateUser.Run(ctx, db.rdb, []string{db.userKey(u.ID), db.emailKey(u.Email), db.usersKey()}, b, u.ID, u.Email).Text()
+	res, err := db.runAudited(ctx, scriptCreateUser, dirShard, []string{db.userKey(u.ID), db.emailKey(u.Email), db.usersKey()},
+		[]any{b, u.ID, u.Email}, []Event{event})
 	if err != nil {
 		return err
 	}
-	if res != "ok" {
+	if res[0] != "ok" {
 		return ErrExists
 	}
 	return nil
 }
 
-// PutUser replaces a user, moving its email index when the email changed.
-func (db *DB) PutUser(ctx context.Context, old, u *User) error {
+// PutUser replaces a user, moving its email index when the email changed,
+// audited.
+func (db *DB) PutUser(ctx context.Context, old, u *User, event Event) error {
 	b, err := json.Marshal(u)
 	if err != nil {
 		return err
 	}
-	res, err := scriptPutUser.Run(ctx, db.rdb, []string{db.userKey(u.ID), db.emailKey(old.Email), db.emailKey(u.Email)}, b, u.ID, old.Email, u.Email).Text()
+	res, err := db.runAudited(ctx, scriptPutUser, dirShard, []string{db.userKey(u.ID), db.emailKey(old.Email), db.emailKey(u.Email)},
+		[]any{b, u.ID, old.Email, u.Email}, []Event{event})
 	if err != nil {
 		return err
 	}
-	switch res {
+	switch res[0] {
 	case "ok":
 		return nil
 	case "missing":
@@ -272,40 +276,56 @@ func (db *DB) Users(ctx context.Context) ([]*User, error) {
 	return out, nil
 }
 
-// DeleteUser removes a user and its email index.
-func (db *DB) DeleteUser(ctx context.Context, u *User) error {
-	n, err := db.rdb.Del(ctx, db.userKey(u.ID)).Result()
+// DeleteUser removes a user and its email index, audited.
+func (db *DB) DeleteUser(ctx context.Context, u *User, event Event) error {
+	res, err := db.runAudited(ctx, scriptDeleteUser, dirShard, []string{db.userKey(u.ID), db.emailKey(u.Email), db.usersKey()},
+		[]any{u.ID}, []Event{event})
 	if err != nil {
 		return err
 	}
-	if n == 0 {
+	if res[0] != "ok" {
 		return ErrNotFound
 	}
-	if u.Email != "" {
-		db.rdb.Del(ctx, db.emailKey(u.Email))
-	}
-	return db.rdb.SRem(ctx, db.usersKey(), u.ID).Err()
+	return nil
 }
 
-var scriptCreateUser = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
-if ARGV[3] ~= '' then
-  if redis.call('EXISTS', KEYS[2]) == 1 then return 'exists' end
-  redis.call('SET', KEYS[2], ARGV[2])
-end
+// KEYS 1 user, 2 email index, 3 users, 4-5 directory audit. ARGV 1 user
+// json, 2 id, 3 email, 4.. audit.
+var scriptCreateUser = redis.NewScript(luaAudit + `
+local stale = audit_stale(4, 4)
+if stale then return {'stale', stale} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
+if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {'exists'} end
+audit_write(4, 4)
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[2])
-return 'ok'`)
+return {'ok'}`)
 
-var scriptPutUser = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
-if ARGV[4] ~= ARGV[3] and ARGV[4] ~= '' then
-  if redis.call('EXISTS', KEYS[3]) == 1 then return 'exists' end
-  redis.call('SET', KEYS[3], ARGV[2])
-end
-if ARGV[4] ~= ARGV[3] and ARGV[3] ~= '' then redis.call('DEL', KEYS[2]) end
+// KEYS 1 user, 2 old email index, 3 new email index, 4-5 directory audit.
+// ARGV 1 user json, 2 id, 3 old email, 4 new email, 5.. audit.
+var scriptPutUser = redis.NewScript(luaAudit + `
+local stale = audit_stale(4, 5)
+if stale then return {'stale', stale} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+local moved = ARGV[4] ~= ARGV[3]
+if moved and ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then return {'exists'} end
+audit_write(4, 5)
+if moved and ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[2]) end
+if moved and ARGV[3] ~= '' then redis.call('DEL', KEYS[2]) end
 redis.call('SET', KEYS[1], ARGV[1])
-return 'ok'`)
+return {'ok'}`)
+
+// KEYS 1 user, 2 email index, 3 users, 4-5 directory audit. ARGV 1 id,
+// 2.. audit.
+var scriptDeleteUser = redis.NewScript(luaAudit + `
+local stale = audit_stale(4, 2)
+if stale then return {'stale', stale} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+audit_write(4, 2)
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+return {'ok'}`)
 
 // KEYS[1] user:<hint>, KEYS[2] user-email:<hint>; ARGV[1] the user key
 // prefix, ARGV[2] the user devices prefix. Returns {user json, devices}.

@@ -131,6 +131,7 @@ func TestEveryEventTypeIsAuditedWithItsFieldsAndNoSecrets(t *testing.T) {
 		"introspection.refused": {"agent"},
 		"client.created":        {"agent", "detail"},
 		"client.updated":        {"agent", "detail"},
+		"user.created":          {"user", "detail"},
 	}
 	for typ, fields := range want {
 		es := byType[typ]

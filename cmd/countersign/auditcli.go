@@ -43,7 +43,7 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		return 2
 	}
-	if cf.token == "" {
+	if cf.fillToken() == "" {
 		fmt.Fprintln(stderr, "countersign: no admin token: pass --admin-token or set COUNTERSIGN_ADMIN_TOKEN")
 		return 2
 	}

@@ -98,6 +98,16 @@ func (c *adminClient) call(ctx context.Context, method, path string, in any) ([]
 // cliFlags are the flags every admin command takes.
 type cliFlags struct {
 	server, token, output string
+	getenv                func(string) string
+}
+
+// fillToken takes the admin token from the environment when no flag gave
+// one (after parsing, so that --help never prints it) and returns it.
+func (f *cliFlags) fillToken() string {
+	if f.token == "" && f.getenv != nil {
+		f.token = f.getenv("COUNTERSIGN_ADMIN_TOKEN")
+	}
+	return f.token
 }
 
 func (f *cliFlags) register(fs *flag.FlagSet, getenv func(string) string) {
@@ -106,7 +116,8 @@ func (f *cliFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 		def = "http://127.0.0.1:8080"
 	}
 	fs.StringVar(&f.server, "server", def, "server URL (COUNTERSIGN_ISSUER)")
-	fs.StringVar(&f.token, "admin-token", getenv("COUNTERSIGN_ADMIN_TOKEN"), "admin bearer token (COUNTERSIGN_ADMIN_TOKEN)")
+	f.getenv = getenv
+	fs.StringVar(&f.token, "admin-token", "", "admin bearer token (COUNTERSIGN_ADMIN_TOKEN)")
 	fs.StringVar(&f.output, "output", "table", "table or json")
 }
 
@@ -159,7 +170,7 @@ func adminCmd(ctx context.Context, group string, args []string, getenv func(stri
 		fmt.Fprintf(stderr, "countersign: --output must be table or json, not %q\n", cf.output)
 		return 2
 	}
-	if cf.token == "" {
+	if cf.fillToken() == "" {
 		fmt.Fprintln(stderr, "countersign: no admin token: pass --admin-token or set COUNTERSIGN_ADMIN_TOKEN")
 		return 2
 	}

@@ -42,6 +42,7 @@ type Config struct {
 
 type flagDef struct {
 	name, env, help string
+	secret          bool // never shown as a default in --help
 	str             *string
 	boolean         *bool
 	dur             *time.Duration
@@ -54,7 +55,7 @@ func (c *Config) defs() []flagDef {
 		{name: "issuer", env: "COUNTERSIGN_ISSUER", str: &c.Issuer, def: "http://127.0.0.1:8080", help: "issuer URL"},
 		{name: "listen", env: "COUNTERSIGN_LISTEN", str: &c.Listen, def: "127.0.0.1:8080", help: "listen address"},
 		{name: "redis-url", env: "COUNTERSIGN_REDIS_URL", str: &c.RedisURL, help: "redis://, rediss://, redis+sentinel://h1:p,h2:p/master, redis+cluster://h1:p,h2:p; empty: embedded in-memory store"},
-		{name: "admin-token", env: "COUNTERSIGN_ADMIN_TOKEN", str: &c.AdminToken, help: "admin bearer token (generated and printed in embedded mode when empty)"},
+		{name: "admin-token", env: "COUNTERSIGN_ADMIN_TOKEN", str: &c.AdminToken, secret: true, help: "admin bearer token (generated and printed in embedded mode when empty)"},
 		{name: "admin-name", env: "COUNTERSIGN_ADMIN_NAME", str: &c.AdminName, def: "admin", help: "name recorded as the author of admin changes"},
 		{name: "rules", env: "COUNTERSIGN_RULES", str: &c.RulesFile, help: "ruleset file to activate at start when none is active"},
 		{name: "dev", env: "COUNTERSIGN_DEV", boolean: &c.Dev, help: "development mode: allow http:// and loopback notification endpoints and push services"},
@@ -92,6 +93,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		help := d.help + " (" + d.env + ")"
 		var err error
 		switch {
+		case d.str != nil && d.secret:
+			// A secret from the environment is applied after parsing, so
+			// that --help never prints it as a default.
+			fs.StringVar(d.str, d.name, "", help)
 		case d.str != nil:
 			fs.StringVar(d.str, d.name, val, help)
 		case d.boolean != nil:
@@ -125,6 +130,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	for _, d := range c.defs() {
+		if d.secret && *d.str == "" {
+			*d.str = getenv(d.env)
+		}
 	}
 	return c, c.Validate()
 }

@@ -83,6 +83,21 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+func TestHelpNeverPrintsTheAdminToken(t *testing.T) {
+	env := map[string]string{"COUNTERSIGN_ADMIN_TOKEN": "very-secret-admin-token"}
+	var out strings.Builder
+	if _, err := parseConfig([]string{"--help"}, func(k string) string { return env[k] }, &out); err != errHelp {
+		t.Fatalf("--help: %v", err)
+	}
+	if strings.Contains(out.String(), "very-secret") || !strings.Contains(out.String(), "COUNTERSIGN_ADMIN_TOKEN") {
+		t.Fatalf("help output: %s", out.String())
+	}
+	c, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil || c.AdminToken != "very-secret-admin-token" {
+		t.Fatalf("the token from the environment was not applied: %v", err)
+	}
+}
+
 func TestServeRefusesABadConfiguration(t *testing.T) {
 	var stderr strings.Builder
 	code := run(t.Context(), []string{"serve", "--issuer", "ftp://x"}, func(string) string { return "" }, io.Discard, &stderr)

@@ -59,7 +59,7 @@ func rulesRemote(ctx context.Context, args []string, getenv func(string) string,
 		fmt.Fprintf(stderr, "countersign rules: --output must be human or json, not %q\n", cf.output)
 		return 2
 	}
-	if cf.token == "" {
+	if cf.fillToken() == "" {
 		fmt.Fprintln(stderr, "countersign rules: no admin token: pass --admin-token or set COUNTERSIGN_ADMIN_TOKEN")
 		return 2
 	}

@@ -47,6 +47,8 @@ type Service struct {
 	Devices DeviceNotifier
 	// DPoP verifies proofs at /token (RFC 9449 §5).
 	DPoP *dpop.Verifier
+
+	clients clientCache
 }
 
 // DeviceNotifier sends a pending request to the user's devices.
@@ -129,7 +131,7 @@ func covers(have, want []string) bool {
 // Authenticate verifies a client's credentials at endpoint and returns
 // its record.
 func (s *Service) Authenticate(ctx context.Context, c clientauth.Credentials, endpoint string) (*store.Client, error) {
-	cl, err := s.db.Client(ctx, c.ClientID)
+	cl, err := s.client(ctx, c.ClientID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}

@@ -20,6 +20,15 @@ type Service struct {
 	DB  *store.DB
 	Dev bool
 	Now func() time.Time
+	// ClientChanged, when set, is told the id of every client changed
+	// (the node drops its cached copy at once; others hear it on pub/sub).
+	ClientChanged func(id string)
+}
+
+func (s *Service) changed(id string) {
+	if s.ClientChanged != nil {
+		s.ClientChanged(id)
+	}
 }
 
 // ClientView is a client as the admin API shows it.
@@ -115,6 +124,7 @@ func (s *Service) CreateClient(ctx context.Context, body []byte) (*ClientView, e
 		}
 		return nil, err
 	}
+	s.changed(c.ID)
 	v := view(c)
 	v.ClientSecret = string(secret)
 	return v, nil
@@ -150,6 +160,7 @@ func (s *Service) PatchClient(ctx context.Context, id string, body []byte) (*Cli
 	if err := s.DB.PutClient(ctx, c, ev); err != nil {
 		return nil, err
 	}
+	s.changed(c.ID)
 	v := view(c)
 	v.ClientSecret = string(secret)
 	return v, nil
@@ -188,6 +199,7 @@ func (s *Service) Clients(ctx context.Context) ([]*ClientView, error) {
 // DeleteClient removes a client.
 func (s *Service) DeleteClient(ctx context.Context, id string) error {
 	err := s.DB.DeleteClient(ctx, id, store.Event{At: s.Now(), Type: "client.deleted", Agent: id})
+	s.changed(id)
 	if errors.Is(err, store.ErrNotFound) {
 		return oauth.New(oauth.NotFound, "no client %q", id)
 	}

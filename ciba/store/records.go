@@ -71,17 +71,19 @@ func (db *DB) userKey(id string) string   { return db.dir() + "user:" + id }
 func (db *DB) usersKey() string           { return db.dir() + "users" }
 func (db *DB) emailKey(e string) string   { return db.dir() + "user-email:" + e }
 
-// KEYS 1 client, 2 clients index, 3-4 directory audit. ARGV 1 client
-// json, 2 id, 3 mode (create | put), 4.. audit.
+// KEYS 1 client, 2 clients index, 3 the clients channel (published, not a
+// key), 4-5 directory audit. ARGV 1 client json, 2 id, 3 mode (create |
+// put), 4.. audit.
 var scriptPutClient = redis.NewScript(luaAudit + `
-local stale = audit_stale(3, 4)
+local stale = audit_stale(4, 4)
 if stale then return {'stale', stale} end
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if ARGV[3] == 'create' and exists then return {'exists'} end
 if ARGV[3] == 'put' and not exists then return {'missing'} end
-audit_write(3, 4)
+audit_write(4, 4)
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('PUBLISH', KEYS[3], ARGV[2])
 return {'ok'}
 `)
 
@@ -101,7 +103,7 @@ func (db *DB) putClient(ctx context.Context, c *Client, mode string, event Event
 	if err != nil {
 		return err
 	}
-	res, err := db.runAudited(ctx, scriptPutClient, dirShard, []string{db.clientKey(c.ID), db.clientsKey()},
+	res, err := db.runAudited(ctx, scriptPutClient, dirShard, []string{db.clientKey(c.ID), db.clientsKey(), db.ClientsChannel()},
 		[]any{b, c.ID, mode}, []Event{event})
 	if err != nil {
 		return err
@@ -155,20 +157,22 @@ func (db *DB) Clients(ctx context.Context) ([]*Client, error) {
 	return out, nil
 }
 
-// KEYS 1 client, 2 clients index, 3-4 directory audit. ARGV 1 id, 2.. audit.
+// KEYS 1 client, 2 clients index, 3 the clients channel, 4-5 directory
+// audit. ARGV 1 id, 2.. audit.
 var scriptDeleteClient = redis.NewScript(luaAudit + `
-local stale = audit_stale(3, 2)
+local stale = audit_stale(4, 2)
 if stale then return {'stale', stale} end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-audit_write(3, 2)
+audit_write(4, 2)
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('PUBLISH', KEYS[3], ARGV[1])
 return {'ok'}
 `)
 
 // DeleteClient removes a client, audited.
 func (db *DB) DeleteClient(ctx context.Context, id string, event Event) error {
-	res, err := db.runAudited(ctx, scriptDeleteClient, dirShard, []string{db.clientKey(id), db.clientsKey()}, []any{id}, []Event{event})
+	res, err := db.runAudited(ctx, scriptDeleteClient, dirShard, []string{db.clientKey(id), db.clientsKey(), db.ClientsChannel()}, []any{id}, []Event{event})
 	if err != nil {
 		return err
 	}
@@ -339,3 +343,30 @@ if not u then
 end
 local id = cjson.decode(u)['id']
 return {u, redis.call('SCARD', ARGV[2] .. id)}`)
+
+// ClientsChannel is the pub/sub channel on which every change of a client
+// is announced (its id), so that nodes drop their cached copy.
+func (db *DB) ClientsChannel() string { return db.dir() + "clients-changed" }
+
+// WatchClients calls changed with the id of every client change
+// announced, and with "" whenever announcements may have been missed (on
+// every (re)subscription), until ctx ends.
+func (db *DB) WatchClients(ctx context.Context, changed func(id string)) {
+	ps := db.rdb.Subscribe(ctx, db.ClientsChannel())
+	defer ps.Close()
+	for {
+		m, err := ps.Receive(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		switch msg := m.(type) {
+		case *redis.Message:
+			changed(msg.Payload)
+		default: // a (re)subscription or an error: start afresh
+			changed("")
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+}

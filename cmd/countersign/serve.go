@@ -165,6 +165,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 	}
 	n.service.Observer = syncer
 	go keys.Watch(ctx, 10*time.Second, cfg.KeyRotation)
+	go n.service.WatchClients(ctx)
 	// The outbox worker: ping/push callbacks and expiry, on every node.
 	host, _ := os.Hostname()
 	n.worker = &ciba.Worker{Service: n.service, Consumer: host + "-" + store.NewID()[:8],
@@ -185,7 +186,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 	}
 	closers = append(closers, n.stopWorker, cancelNode)
 	n.handler = server.New(server.Deps{
-		Service: n.service, Admin: &admin.Service{DB: n.db, Dev: cfg.Dev, Now: now}, DB: n.db,
+		Service: n.service, Admin: &admin.Service{DB: n.db, Dev: cfg.Dev, Now: now, ClientChanged: n.service.ForgetClient}, DB: n.db,
 		Keys: keys.Get, AdminToken: cfg.AdminToken, Log: log, Metrics: metrics,
 		Ready: func(ctx context.Context) error {
 			if err := n.db.Ping(ctx); err != nil {

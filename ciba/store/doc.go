@@ -28,7 +28,10 @@
 //	{dir}:user:<id>, {dir}:users, {dir}:user-email:<email>
 //	{dir}:device:<id>, {dir}:devices:<user>, {dir}:enroll:<sha256(code)>
 //	{dir}:singleton:<name>            signing keys, VAPID keys
-//	{dir}:audit, {dir}:audit-head     the directory's audit chain (rule changes, clients)
+//	{dir}:audit, {dir}:audit-head     the directory's audit chain (rule changes, clients, users, devices)
+//	{dir}:clients-changed             pub/sub: a client id on every client change (node caches drop it)
+//	{dir}:lock:<name>                 one node at a time: key rotation, audit retention
+//	{dir}:rules:...                   ruleset versions and the active pointer (see rulesets.go)
 //	once:<kind>:<jti>                 single-use JWT ids until they expire
 //
 // A request id carries its shard in its first two hex characters, so the

@@ -252,49 +252,23 @@ func (l *loader) load(rs *Ruleset, root *yaml.Node) {
 		l.thresholds(&rs.Thresholds, e.val)
 	}
 	l.ruleIDs = map[string]bool{}
-	if e, ok := top["rules"]; ok && !isNull(e.val) {
-		if e.val.Kind != yaml.SequenceNode {
-			l.at("", e.val, "rules must be a list")
-		} else {
-			// RULES.md "A ruleset": more than 200 rules are refused.
-			if len(e.val.Content) > MaxRules {
-				l.at("", e.key, "%d rules: at most %d are allowed", len(e.val.Content), MaxRules)
-			}
-			for _, n := range e.val.Content {
-				if r := l.rule(n); r != nil {
-					rs.rules = append(rs.rules, r)
-				}
-			}
+	// RULES.md "A ruleset": more than 200 rules are refused.
+	l.list(top, "rules", "rules", MaxRules, func(n *yaml.Node) {
+		if r := l.rule(n); r != nil {
+			rs.rules = append(rs.rules, r)
 		}
-	}
-	if e, ok := top["context_checks"]; ok && !isNull(e.val) {
-		if e.val.Kind != yaml.SequenceNode {
-			l.at("", e.val, "context_checks must be a list")
-		} else {
-			if len(e.val.Content) > MaxChecks {
-				l.at("", e.key, "%d context checks: at most %d are allowed", len(e.val.Content), MaxChecks)
-			}
-			for _, n := range e.val.Content {
-				if c := l.check(n); c != nil {
-					rs.checks = append(rs.checks, c)
-				}
-			}
+	})
+	l.list(top, "context_checks", "context checks", MaxChecks, func(n *yaml.Node) {
+		if c := l.check(n); c != nil {
+			rs.checks = append(rs.checks, c)
 		}
-	}
-	if e, ok := top["tests"]; ok && !isNull(e.val) {
-		if e.val.Kind != yaml.SequenceNode {
-			l.at("", e.val, "tests must be a list")
-		} else {
-			if len(e.val.Content) > MaxTests {
-				l.at("", e.key, "%d tests: at most %d are allowed", len(e.val.Content), MaxTests)
-			}
-			for _, n := range e.val.Content {
-				if t := l.test(n); t != nil {
-					rs.tests = append(rs.tests, t)
-				}
-			}
+	})
+	l.list(top, "tests", "tests", MaxTests, func(n *yaml.Node) {
+		if t := l.test(n); t != nil {
+			rs.tests = append(rs.tests, t)
 		}
-	}
+	})
+
 	var asts []*cel.Ast
 	for _, r := range rs.rules {
 		asts = append(asts, r.asts...)
@@ -414,4 +388,23 @@ func (l *loader) check(n *yaml.Node) *check {
 		c.reason, _ = l.str(c.id, "reason", e.val)
 	}
 	return c
+}
+
+// list reads the YAML list under key (absent or null: nothing), refusing
+// a non-list and more than max entries, and hands each entry to each.
+func (l *loader) list(top map[string]entry, key, noun string, max int, each func(*yaml.Node)) {
+	e, ok := top[key]
+	if !ok || isNull(e.val) {
+		return
+	}
+	if e.val.Kind != yaml.SequenceNode {
+		l.at("", e.val, "%s must be a list", key)
+		return
+	}
+	if len(e.val.Content) > max {
+		l.at("", e.key, "%d %s: at most %d are allowed", len(e.val.Content), noun, max)
+	}
+	for _, n := range e.val.Content {
+		each(n)
+	}
 }

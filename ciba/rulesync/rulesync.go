@@ -233,12 +233,14 @@ func (s *Syncer) loadActive(ctx context.Context) error {
 		return nil
 	}
 	s.engine.Swap(rs)
-	s.version.Store(rv.Version)
-	s.failed.Store(0)
-	s.opts.Log.Info("ruleset activated", "version", rv.Version, "name", rs.Name, "digest", rs.Digest)
+	// Metrics first: whoever sees the new version (/readyz) then finds
+	// the metrics already saying so.
 	if s.opts.OnSwap != nil {
 		s.opts.OnSwap(rv.Version, rs.Name, rs.Digest)
 	}
+	s.version.Store(rv.Version)
+	s.failed.Store(0)
+	s.opts.Log.Info("ruleset activated", "version", rv.Version, "name", rs.Name, "digest", rs.Digest)
 	return nil
 }
 

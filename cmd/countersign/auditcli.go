@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -43,11 +42,10 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		return 2
 	}
-	if cf.fillToken() == "" {
-		fmt.Fprintln(stderr, "countersign: no admin token: pass --admin-token or set COUNTERSIGN_ADMIN_TOKEN")
+	c := cf.connect(stderr, "countersign audit", 60*time.Second)
+	if c == nil {
 		return 2
 	}
-	c := &adminClient{server: strings.TrimRight(cf.server, "/"), token: cf.token, client: &http.Client{Timeout: 60 * time.Second}}
 	q := url.Values{}
 	for k, v := range map[string]string{"since": *since, "user": *user, "agent": *agent, "type": *typ} {
 		if v != "" {

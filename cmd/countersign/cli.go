@@ -101,6 +101,16 @@ type cliFlags struct {
 	getenv                func(string) string
 }
 
+// connect returns a client of the admin API, or nil after telling who
+// (the command) on stderr that no admin token was given.
+func (f *cliFlags) connect(stderr io.Writer, who string, timeout time.Duration) *adminClient {
+	if f.fillToken() == "" {
+		fmt.Fprintf(stderr, "%s: no admin token: pass --admin-token or set COUNTERSIGN_ADMIN_TOKEN\n", who)
+		return nil
+	}
+	return &adminClient{server: strings.TrimRight(f.server, "/"), token: f.token, client: &http.Client{Timeout: timeout}}
+}
+
 // fillToken takes the admin token from the environment when no flag gave
 // one (after parsing, so that --help never prints it) and returns it.
 func (f *cliFlags) fillToken() string {
@@ -170,11 +180,10 @@ func adminCmd(ctx context.Context, group string, args []string, getenv func(stri
 		fmt.Fprintf(stderr, "countersign: --output must be table or json, not %q\n", cf.output)
 		return 2
 	}
-	if cf.fillToken() == "" {
-		fmt.Fprintln(stderr, "countersign: no admin token: pass --admin-token or set COUNTERSIGN_ADMIN_TOKEN")
+	c := cf.connect(stderr, "countersign", 30*time.Second)
+	if c == nil {
 		return 2
 	}
-	c := &adminClient{server: strings.TrimRight(cf.server, "/"), token: cf.token, client: &http.Client{Timeout: 30 * time.Second}}
 	out := &output{w: stdout, json: cf.output == "json"}
 	if err := run(ctx, c, pos, out); err != nil {
 		var ue usageError

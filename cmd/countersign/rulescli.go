@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -59,11 +58,10 @@ func rulesRemote(ctx context.Context, args []string, getenv func(string) string,
 		fmt.Fprintf(stderr, "countersign rules: --output must be human or json, not %q\n", cf.output)
 		return 2
 	}
-	if cf.fillToken() == "" {
-		fmt.Fprintln(stderr, "countersign rules: no admin token: pass --admin-token or set COUNTERSIGN_ADMIN_TOKEN")
+	rc := cf.connect(stderr, "countersign rules", 60*time.Second)
+	if rc == nil {
 		return 2
 	}
-	rc := &adminClient{server: strings.TrimRight(cf.server, "/"), token: cf.token, client: &http.Client{Timeout: 60 * time.Second}}
 	wantPos := map[string]int{"show": 0, "versions": 0, "push": 1, "rollback": 1, "simulate": 1}[verb]
 	if len(pos) != wantPos {
 		fmt.Fprint(stderr, rulesUsage)

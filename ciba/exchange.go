@@ -155,7 +155,7 @@ func (s *Service) exchange(ctx context.Context, caller *store.Client, in TokenIn
 		Path: d.Path, TokenJTI: claims.ID, IP: in.IP}); err != nil {
 		return nil, err
 	}
-	return &TokenResponse{AccessToken: at, TokenType: typ, ExpiresIn: int(claims.Expiry.Sub(s.Now()).Seconds()),
+	return &TokenResponse{AccessToken: at, TokenType: typ, ExpiresIn: expiresIn(claims),
 		Scope: claims.Scope, AuthorizationDetails: detailsJSON, IssuedTokenType: oauth.TokenTypeAccessToken}, nil
 }
 

@@ -67,7 +67,7 @@ func (c *Config) defs() []flagDef {
 		{name: "max-pending-per-user", env: "COUNTERSIGN_MAX_PENDING_PER_USER", num: &c.MaxPendingPerUser, def: "10", help: "device-pending requests per user (0: no cap)"},
 		{name: "max-pending-per-agent-user", env: "COUNTERSIGN_MAX_PENDING_PER_AGENT_USER", num: &c.MaxPendingPerAgent, def: "3", help: "device-pending requests per agent and user (0: no cap)"},
 		{name: "max-pushes-per-minute", env: "COUNTERSIGN_MAX_PUSHES_PER_MINUTE", num: &c.MaxPushesPerMinute, def: "5", help: "approval pushes per user per minute (0: no cap)"},
-		{name: "vapid-subject", env: "COUNTERSIGN_VAPID_SUBJECT", str: &c.VAPIDSubject, def: "admin@countersign.invalid", help: "VAPID contact (an email address, without mailto:)"},
+		{name: "vapid-subject", env: "COUNTERSIGN_VAPID_SUBJECT", str: &c.VAPIDSubject, def: "admin@countersign.invalid", help: "VAPID contact: an email address without mailto:, or an https URL"},
 		{name: "key-prefix", env: "COUNTERSIGN_KEY_PREFIX", str: &c.KeyPrefix, def: "cs:", help: "prefix of every Redis key"},
 		{name: "dpop-nonce", env: "COUNTERSIGN_DPOP_NONCE", boolean: &c.DPoPNonce, help: "require server-issued DPoP nonces at /token (RFC 9449 §8)"},
 		{name: "default-audience", env: "COUNTERSIGN_DEFAULT_AUDIENCE", str: &c.DefaultAudience, help: "access token aud when authorization_details name no locations (default: the issuer)"},

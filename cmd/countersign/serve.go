@@ -46,6 +46,9 @@ type node struct {
 
 // newNode wires a node from its configuration.
 func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer, now func() time.Time) (*node, error) {
+	if cfg.Issuer == "" {
+		return nil, errors.New("no issuer: serve derives it from the bound address before starting a node")
+	}
 	n := &node{cfg: cfg}
 	var rdb redis.UniversalClient
 	// The node's background work (rules, keys, outbox) ends with the node,

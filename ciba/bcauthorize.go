@@ -307,7 +307,7 @@ func outside(scopes []string, allowed string) string {
 }
 
 // checkMayAct enforces the user's may_act list: only listed agents,
-// within their scope and amount (API.md: 403 access_denied).
+// within their scope and amount (docs/api.md: 403 access_denied).
 func checkMayAct(u *store.User, client string, scopes []string, amount float64) error {
 	if len(u.MayAct) == 0 {
 		return nil

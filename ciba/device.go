@@ -19,7 +19,7 @@ import (
 	"github.com/countersign/countersign/notify"
 )
 
-// Device JWT limits (API.md).
+// Device JWT limits (docs/api.md).
 const (
 	MaxDeviceJWTLifetime   = 60 * time.Second
 	MaxDecisionJWTLifetime = 5 * time.Minute
@@ -158,7 +158,7 @@ type Agent struct {
 	Owner      string `json:"owner,omitempty"`
 }
 
-// RequestView is a request as the device shows it (API.md).
+// RequestView is a request as the device shows it (docs/api.md).
 type RequestView struct {
 	ID                   string          `json:"id"`
 	Agent                Agent           `json:"agent"`
@@ -239,7 +239,7 @@ func (s *Service) DeviceRequest(ctx context.Context, dev *store.Device, id strin
 	return &v, nil
 }
 
-// decisionClaims are the claims of a device-signed decision (API.md).
+// decisionClaims are the claims of a device-signed decision (docs/api.md).
 type decisionClaims struct {
 	jwt.RegisteredClaims
 	Req      string `json:"req"`

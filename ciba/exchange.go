@@ -18,7 +18,7 @@ const DefaultMaxDelegationDepth = 2
 
 // exchange runs RFC 8693 token exchange for a sub-agent: the caller
 // becomes the actor, the previous actor nests inside act, and only
-// attenuation is allowed (API.md, RFC 8693 §2.2.2 refusals).
+// attenuation is allowed (docs/api.md, RFC 8693 §2.2.2 refusals).
 func (s *Service) exchange(ctx context.Context, caller *store.Client, in TokenInput, jkt string) (*TokenResponse, error) {
 	if !hasGrant(caller, oauth.GrantTokenExchange) {
 		return nil, oauth.New(oauth.UnauthorizedClient, "client is not registered for token exchange")
@@ -155,7 +155,7 @@ func (s *Service) exchange(ctx context.Context, caller *store.Client, in TokenIn
 		Path: d.Path, TokenJTI: claims.ID, IP: in.IP}); err != nil {
 		return nil, err
 	}
-	return &TokenResponse{AccessToken: at, TokenType: typ, ExpiresIn: int(claims.Expiry.Sub(s.Now()).Seconds()),
+	return &TokenResponse{AccessToken: at, TokenType: typ, ExpiresIn: expiresIn(claims),
 		Scope: claims.Scope, AuthorizationDetails: detailsJSON, IssuedTokenType: oauth.TokenTypeAccessToken}, nil
 }
 

@@ -41,7 +41,7 @@ type DevicePusher struct {
 	Wait func()
 }
 
-// PushPayload is the Web Push payload of an approval request (API.md).
+// PushPayload is the Web Push payload of an approval request (docs/api.md).
 type PushPayload struct {
 	Type           string   `json:"type"`
 	ID             string   `json:"id"`

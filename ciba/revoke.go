@@ -87,7 +87,7 @@ func (s *Service) Introspect(ctx context.Context, in TokenInput) (Introspection,
 	return out, nil
 }
 
-// GrantView is a grant as the phone lists it (API.md).
+// GrantView is a grant as the phone lists it (docs/api.md).
 type GrantView struct {
 	GrantID              string          `json:"grant_id"`
 	ClientID             string          `json:"client_id"`

@@ -24,7 +24,7 @@ type Callback struct {
 // Post makes one delivery attempt: a JSON POST of body to endpoint with
 // "Authorization: Bearer <bearer>" (CIBA Core §10.2: the
 // client_notification_token). 2xx is Delivered; 3xx and 4xx (401 included)
-// are Failed and must not be retried (API.md: redirects are never followed,
+// are Failed and must not be retried (docs/api.md: redirects are never followed,
 // a 4xx is final); 5xx, timeouts and connection errors are Retry. The bearer
 // token never appears in Result.Err.
 func (c *Callback) Post(ctx context.Context, endpoint, bearer string, body []byte) Result {
@@ -51,7 +51,7 @@ func (c *Callback) Post(ctx context.Context, endpoint, bearer string, body []byt
 		r.Outcome = Retry
 		r.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), c.now())
 	default:
-		// CIBA Core §10.2: the OP does not follow redirects; API.md: a 4xx
+		// CIBA Core §10.2: the OP does not follow redirects; docs/api.md: a 4xx
 		// answer, 401 included, is not retried.
 		r.Outcome = Failed
 	}

@@ -106,10 +106,10 @@ func TestCallbackClassifiesStatus(t *testing.T) {
 	}{
 		{http.StatusOK, notify.Delivered, 0},
 		{http.StatusNoContent, notify.Delivered, 0},
-		{http.StatusUnauthorized, notify.Failed, 0}, // API.md: 401 is not retried
+		{http.StatusUnauthorized, notify.Failed, 0}, // docs/api.md: 401 is not retried
 		{http.StatusBadRequest, notify.Failed, 0},
 		{http.StatusNotFound, notify.Failed, 0},
-		{http.StatusTooManyRequests, notify.Failed, 0}, // API.md: a 4xx is final
+		{http.StatusTooManyRequests, notify.Failed, 0}, // docs/api.md: a 4xx is final
 		{http.StatusInternalServerError, notify.Retry, 0},
 		{http.StatusServiceUnavailable, notify.Retry, 5 * time.Second},
 	}

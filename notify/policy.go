@@ -243,7 +243,7 @@ func (p EndpointPolicy) Client(timeout time.Duration) *http.Client {
 	return &http.Client{
 		Transport: policyTransport{policy: p, next: transport},
 		Timeout:   timeout,
-		// CIBA Core §10.2 / API.md: redirects are never followed.
+		// CIBA Core §10.2 / docs/api.md: redirects are never followed.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }

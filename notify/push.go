@@ -295,7 +295,7 @@ func (t *trackingClient) Do(req *http.Request) (*http.Response, error) {
 
 // noRedirects returns client (or the default client) with redirects
 // switched off, whatever the caller configured: a push service or an agent
-// must not steer our request elsewhere (CIBA Core §10.2, API.md).
+// must not steer our request elsewhere (CIBA Core §10.2, docs/api.md).
 func noRedirects(client *http.Client) *http.Client {
 	if client == nil {
 		return defaultClient()

@@ -32,7 +32,7 @@ func (r *recordingReader) ReadSignals(ctx context.Context, q SignalQuery) (rules
 
 var noon = time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
 
-// payment is the RULES.md table's 50 EUR payment by a standard agent from
+// payment is the docs/rules.md table's 50 EUR payment by a standard agent from
 // a known network at noon.
 func payment() *rules.Input {
 	in := &rules.Input{

@@ -14,7 +14,7 @@ import (
 	"github.com/countersign/countersign/rules"
 )
 
-// Rules are the administrator's ruleset use cases (API.md "Admins",
+// Rules are the administrator's ruleset use cases (docs/api.md "Admin API",
 // Rules; issue 8): validate, test, simulate, activate, list versions, roll
 // back, and shadow mode. A ruleset is refused unless it compiles and its
 // own tests pass; every node then uses an activation within a second
@@ -107,7 +107,7 @@ func needRuleset(b *rulesBody) (string, error) {
 }
 
 // compile loads a ruleset; an invalid one is 400 invalid_ruleset with every
-// problem (API.md POST /admin/rules/validate).
+// problem (docs/api.md POST /admin/rules/validate).
 func compile(src string) (*rules.Ruleset, error) {
 	rs, err := rules.Load([]byte(src))
 	var ps *rules.Problems
@@ -238,7 +238,7 @@ func (r *Rules) Test(ctx context.Context, body []byte) (*TestReport, error) {
 // Simulate evaluates a candidate next to the active ruleset over given
 // inputs or the last N audited decisions (POST /admin/rules/simulate).
 // Given inputs get their action fields derived from details and
-// request.time defaulted as ruleset tests do (RULES.md "Tests in a
+// request.time defaulted as ruleset tests do (docs/rules.md "Tests in a
 // ruleset"); recorded inputs are used as recorded, signals included.
 func (r *Rules) Simulate(ctx context.Context, body []byte) (*rules.SimReport, error) {
 	b, err := decodeRules(body, "ruleset", "requests", "last")

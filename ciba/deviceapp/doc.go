@@ -1,7 +1,7 @@
 // Package deviceapp serves the phone web app at /app/: the page a user
 // opens on the phone they already carry to enroll it, see what an agent
-// asks, and approve or deny with a device-signed decision (API.md "The
-// user's phone (devices)").
+// asks, and approve or deny with a device-signed decision (docs/api.md "Device
+// API").
 //
 // It owns only static files, embedded with go:embed, and the headers they
 // are served with:

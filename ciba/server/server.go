@@ -24,7 +24,7 @@ import (
 	"github.com/countersign/countersign/ciba/token"
 )
 
-// MaxBody is the largest request body accepted (API.md).
+// MaxBody is the largest request body accepted (docs/api.md).
 const MaxBody = 64 << 10
 
 // Deps is what the HTTP layer serves.

@@ -69,7 +69,7 @@ type NewRuleset struct {
 	OnlyIfNone bool
 }
 
-// RulesetVersion is one stored version (API.md GET /admin/rules/versions).
+// RulesetVersion is one stored version (docs/api.md GET /admin/rules/versions).
 type RulesetVersion struct {
 	Version     int64     `json:"version"`
 	Name        string    `json:"name"`
@@ -180,7 +180,7 @@ return {'ok'}
 `)
 
 // RollbackRuleset makes an earlier (or any stored) version active again,
-// with its audit event and announcement, in one script (API.md POST
+// with its audit event and announcement, in one script (docs/api.md POST
 // /admin/rules/rollback). ErrNotFound when there is no such version.
 func (db *DB) RollbackRuleset(ctx context.Context, version int64, by string) error {
 	now := db.Now().UTC()

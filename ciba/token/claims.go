@@ -18,7 +18,7 @@ type Act struct {
 
 // Chain returns the actors' subjects, the approved agent (innermost) first
 // and the current actor (outermost) last, the order of agent.chain in
-// RULES.md. A nil Act has no chain.
+// docs/rules.md. A nil Act has no chain.
 func (a *Act) Chain() []string {
 	var out []string
 	for ; a != nil; a = a.Act {

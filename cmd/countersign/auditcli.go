@@ -13,10 +13,45 @@ import (
 )
 
 const auditUsage = `Audit commands (against a running server; --server, --admin-token):
-  countersign audit verify                       recompute every hash chain; names the first broken event
+  countersign audit verify [--output table|json] recompute every hash chain; names the first broken event
   countersign audit export [--since T] [--until T] [--user U] [--agent A] [--type T] > audit.jsonl
-  countersign audit tail [--n 20] [--follow] [--user U] [--agent A] [--type T]
+  countersign audit tail [--n 20] [--follow] [--since T] [--user U] [--agent A] [--type T]
 `
+
+// auditFlags are the flags of the audit commands; each verb registers
+// only its own, so that --help lists what the verb reads.
+type auditFlags struct {
+	cf                             cliFlags
+	since, until, user, agent, typ string
+	n                              int
+	follow                         bool
+}
+
+// register adds verb's flags to fs; false for an unknown verb.
+func (a *auditFlags) register(fs *flag.FlagSet, verb string, getenv func(string) string) bool {
+	switch verb {
+	case "verify", "export", "tail":
+	default:
+		return false
+	}
+	if verb == "verify" {
+		a.cf.register(fs, getenv)
+		return true
+	}
+	a.cf.registerServer(fs, getenv) // export and tail write JSON Lines
+	fs.StringVar(&a.since, "since", "", "RFC 3339 time: only events at or after it")
+	if verb == "export" {
+		fs.StringVar(&a.until, "until", "", "RFC 3339 time: only events before it")
+	}
+	fs.StringVar(&a.user, "user", "", "only this user's events")
+	fs.StringVar(&a.agent, "agent", "", "only events where this agent acts")
+	fs.StringVar(&a.typ, "type", "", "only this event type (or type prefix, e.g. token)")
+	if verb == "tail" {
+		fs.IntVar(&a.n, "n", 20, "how many recent events to show first")
+		fs.BoolVar(&a.follow, "follow", false, "keep printing new events")
+	}
+	return true
+}
 
 // auditCmd runs `countersign audit ...` and returns the exit status.
 func auditCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -24,30 +59,33 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprint(stderr, auditUsage)
 		return 2
 	}
+	if isHelp(args[0]) {
+		fmt.Fprint(stdout, auditUsage)
+		return 0
+	}
 	verb := args[0]
 	fs := flag.NewFlagSet("audit "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var cf cliFlags
-	cf.register(fs, getenv)
-	since := fs.String("since", "", "RFC 3339 time: only events at or after it")
-	until := fs.String("until", "", "RFC 3339 time: only events before it (export)")
-	user := fs.String("user", "", "only this user's events")
-	agent := fs.String("agent", "", "only events where this agent acts")
-	typ := fs.String("type", "", "only this event type (or type prefix, e.g. token)")
-	n := fs.Int("n", 20, "how many recent events tail shows first")
-	follow := fs.Bool("follow", false, "tail: keep printing new events")
-	if _, err := parseInterleaved(fs, args[1:]); err != nil {
+	var a auditFlags
+	if !a.register(fs, verb, getenv) {
+		fmt.Fprintf(stderr, "countersign audit: unknown command %q\n\n%s", verb, auditUsage)
+		return 2
+	}
+	if pos, err := parseInterleaved(fs, args[1:]); err != nil || len(pos) > 0 {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		if err == nil {
+			fmt.Fprintf(stderr, "countersign audit %s: unexpected argument %q\n", verb, pos[0])
+		}
 		return 2
 	}
-	c := cf.connect(stderr, "countersign audit", 60*time.Second)
+	c := a.cf.connect(stderr, "countersign audit", 60*time.Second)
 	if c == nil {
 		return 2
 	}
 	q := url.Values{}
-	for k, v := range map[string]string{"since": *since, "user": *user, "agent": *agent, "type": *typ} {
+	for k, v := range map[string]string{"since": a.since, "user": a.user, "agent": a.agent, "type": a.typ} {
 		if v != "" {
 			q.Set(k, v)
 		}
@@ -55,14 +93,11 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 	var err error
 	switch verb {
 	case "verify":
-		err = auditVerify(ctx, c, stdout, cf.output == "json")
+		err = auditVerify(ctx, c, stdout, a.cf.output == "json")
 	case "export":
-		err = auditExport(ctx, c, q, *until, stdout)
+		err = auditExport(ctx, c, q, a.until, stdout)
 	case "tail":
-		err = auditTail(ctx, c, q, *n, *follow, stdout)
-	default:
-		fmt.Fprintf(stderr, "countersign audit: unknown command %q\n\n%s", verb, auditUsage)
-		return 2
+		err = auditTail(ctx, c, q, a.n, a.follow, stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "countersign audit %s: %v\n", verb, err)

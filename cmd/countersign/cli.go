@@ -17,7 +17,7 @@ import (
 )
 
 // The admin CLI: `countersign clients|users|agents ...` against a running
-// server's admin API (API.md "Admins").
+// server's admin API (docs/api.md "Admin API").
 
 const adminUsage = `Admin commands (against a running server):
   countersign clients add [--id ID] [--name NAME] [--owner O] [--trust-tier T] [--mode poll|ping|push]
@@ -121,6 +121,13 @@ func (f *cliFlags) fillToken() string {
 }
 
 func (f *cliFlags) register(fs *flag.FlagSet, getenv func(string) string) {
+	f.registerServer(fs, getenv)
+	fs.StringVar(&f.output, "output", "table", "table or json")
+}
+
+// registerServer adds --server and --admin-token only, for commands whose
+// output has one form.
+func (f *cliFlags) registerServer(fs *flag.FlagSet, getenv func(string) string) {
 	def := getenv("COUNTERSIGN_ISSUER")
 	if def == "" {
 		def = "http://127.0.0.1:8080"
@@ -128,7 +135,6 @@ func (f *cliFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&f.server, "server", def, "server URL (COUNTERSIGN_ISSUER)")
 	f.getenv = getenv
 	fs.StringVar(&f.token, "admin-token", "", "admin bearer token (COUNTERSIGN_ADMIN_TOKEN)")
-	fs.StringVar(&f.output, "output", "table", "table or json")
 }
 
 // parseInterleaved parses flags that may come before, between or after the
@@ -147,6 +153,9 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool { return arg == "help" || arg == "-h" || arg == "--help" }
+
 // listFlag is a repeatable string flag.
 type listFlag []string
 
@@ -155,9 +164,13 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // adminCmd runs `countersign clients|users|agents ...` and returns the exit status.
 func adminCmd(ctx context.Context, group string, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
 		fmt.Fprint(stderr, adminUsage)
 		return 2
+	}
+	if isHelp(args[0]) {
+		fmt.Fprint(stdout, adminUsage)
+		return 0
 	}
 	verb := args[0]
 	fs := flag.NewFlagSet(group+" "+verb, flag.ContinueOnError)
@@ -388,7 +401,7 @@ func adminVerbs(fs *flag.FlagSet) map[string]verbFunc {
 		fs.StringVar(mode, "mode", "", "token delivery: poll, ping or push")
 		fs.StringVar(endpoint, "endpoint", "", "backchannel_client_notification_endpoint (ping and push)")
 		fs.StringVar(scope, "scope", "", "scopes the client may ask for")
-		fs.StringVar(meta, "metadata", "", "more client metadata as a JSON object (API.md fields)")
+		fs.StringVar(meta, "metadata", "", "more client metadata as a JSON object (the fields of POST /admin/clients in docs/api.md)")
 	case "clients disable":
 		fs.BoolVar(enable, "enable", false, "enable the client again")
 	case "users add":

@@ -230,3 +230,52 @@ func (tn *testNode) enrollPhoneWithCode(code string) *phone.Phone {
 	}
 	return p
 }
+
+// Each command's --help lists the flags that command reads, and asking
+// for help is not an error.
+func TestHelpListsTheCommandsOwnFlags(t *testing.T) {
+	cases := []struct {
+		args      []string
+		want, not []string
+	}{
+		{[]string{"audit", "verify", "--help"}, []string{"-server", "-admin-token", "-output"}, []string{"-since", "-until", "-n", "-follow", "-type"}},
+		{[]string{"audit", "export", "--help"}, []string{"-since", "-until", "-user", "-agent", "-type"}, []string{"-n ", "-follow", "-output"}},
+		{[]string{"audit", "tail", "--help"}, []string{"-since", "-user", "-agent", "-type", "-n ", "-follow"}, []string{"-until", "-output"}},
+		{[]string{"clients", "add", "--help"}, []string{"-id", "-trust-tier", "-metadata"}, []string{"-email", "-may-act"}},
+		{[]string{"users", "add", "--help"}, []string{"-email", "-attr", "-may-act"}, []string{"-trust-tier", "-enable"}},
+		{[]string{"serve", "--help"}, []string{"-issuer", "-listen", "-redis-url"}, []string{"-stub", "127.0.0.1:8080)"}},
+		{[]string{"demo", "--help"}, []string{"-stub", "-listen", "-issuer"}, []string{"-redis-url"}},
+	}
+	// Users have the repository, not the design notes beside it.
+	outside := regexp.MustCompile(`\b(API|RULES|DESIGN|STYLE)\.md\b|\.\./shared`)
+	for _, tc := range cases {
+		var stdout, stderr strings.Builder
+		code := run(t.Context(), tc.args, func(string) string { return "" }, &stdout, &stderr)
+		help := stdout.String() + stderr.String()
+		if code != 0 {
+			t.Errorf("%v: exit %d", tc.args, code)
+		}
+		if m := outside.FindString(help); m != "" {
+			t.Errorf("%v: help refers to %s, a file users do not have", tc.args, m)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(help, "  "+w) {
+				t.Errorf("%v: no %s in\n%s", tc.args, w, help)
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(help, n) {
+				t.Errorf("%v: %s listed in\n%s", tc.args, n, help)
+			}
+		}
+	}
+	for _, args := range [][]string{{"audit", "--help"}, {"clients", "help"}, {"help"}} {
+		var stdout, stderr strings.Builder
+		if code := run(t.Context(), args, func(string) string { return "" }, &stdout, &stderr); code != 0 || stdout.Len() == 0 {
+			t.Errorf("%v: exit %d, stdout %q", args, code, stdout.String())
+		}
+		if m := outside.FindString(stdout.String()); m != "" {
+			t.Errorf("%v: help refers to %s, a file users do not have", args, m)
+		}
+	}
+}

@@ -52,7 +52,7 @@ type flagDef struct {
 
 func (c *Config) defs() []flagDef {
 	return []flagDef{
-		{name: "issuer", env: "COUNTERSIGN_ISSUER", str: &c.Issuer, def: "http://127.0.0.1:8080", help: "issuer URL"},
+		{name: "issuer", env: "COUNTERSIGN_ISSUER", str: &c.Issuer, help: "issuer URL: what tokens, discovery and enrollment links name (default http:// and the bound listen address)"},
 		{name: "listen", env: "COUNTERSIGN_LISTEN", str: &c.Listen, def: "127.0.0.1:8080", help: "listen address"},
 		{name: "redis-url", env: "COUNTERSIGN_REDIS_URL", str: &c.RedisURL, help: "redis://, rediss://, redis+sentinel://h1:p,h2:p/master, redis+cluster://h1:p,h2:p; empty: embedded in-memory store"},
 		{name: "admin-token", env: "COUNTERSIGN_ADMIN_TOKEN", str: &c.AdminToken, secret: true, help: "admin bearer token (generated and printed in embedded mode when empty)"},
@@ -67,7 +67,7 @@ func (c *Config) defs() []flagDef {
 		{name: "max-pending-per-user", env: "COUNTERSIGN_MAX_PENDING_PER_USER", num: &c.MaxPendingPerUser, def: "10", help: "device-pending requests per user (0: no cap)"},
 		{name: "max-pending-per-agent-user", env: "COUNTERSIGN_MAX_PENDING_PER_AGENT_USER", num: &c.MaxPendingPerAgent, def: "3", help: "device-pending requests per agent and user (0: no cap)"},
 		{name: "max-pushes-per-minute", env: "COUNTERSIGN_MAX_PUSHES_PER_MINUTE", num: &c.MaxPushesPerMinute, def: "5", help: "approval pushes per user per minute (0: no cap)"},
-		{name: "vapid-subject", env: "COUNTERSIGN_VAPID_SUBJECT", str: &c.VAPIDSubject, def: "admin@countersign.invalid", help: "VAPID contact (an email address, without mailto:)"},
+		{name: "vapid-subject", env: "COUNTERSIGN_VAPID_SUBJECT", str: &c.VAPIDSubject, def: "admin@countersign.invalid", help: "VAPID contact: an email address without mailto:, or an https URL"},
 		{name: "key-prefix", env: "COUNTERSIGN_KEY_PREFIX", str: &c.KeyPrefix, def: "cs:", help: "prefix of every Redis key"},
 		{name: "dpop-nonce", env: "COUNTERSIGN_DPOP_NONCE", boolean: &c.DPoPNonce, help: "require server-issued DPoP nonces at /token (RFC 9449 §8)"},
 		{name: "default-audience", env: "COUNTERSIGN_DEFAULT_AUDIENCE", str: &c.DefaultAudience, help: "access token aud when authorization_details name no locations (default: the issuer)"},
@@ -142,14 +142,20 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 // Validate checks the configuration as a whole.
 func (c *Config) Validate() error {
 	var errs []error
-	u, err := url.Parse(c.Issuer)
+	issuer := c.Issuer
+	if issuer == "" {
+		// Derived from the bound address at start; checked here as it
+		// will be, so a bad one fails before anything listens.
+		issuer = defaultIssuer(c.Listen)
+	}
+	u, err := url.Parse(issuer)
 	switch {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
 		errs = append(errs, errors.New("issuer must be an absolute http(s) URL"))
-	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(c.Issuer, "/"):
+	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(issuer, "/"):
 		errs = append(errs, errors.New("issuer must have no query, fragment or trailing slash (RFC 8414 §2)"))
 	case u.Scheme == "http" && !c.Dev && !isLoopbackHost(u.Hostname()):
-		errs = append(errs, errors.New("issuer must be https unless it is loopback or --dev is set"))
+		errs = append(errs, fmt.Errorf("issuer %s must be https unless it is loopback or --dev is set (set --issuer to the https URL clients use)", issuer))
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("listen: %v", err))
@@ -209,4 +215,20 @@ func isLoopbackHost(h string) bool {
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
+}
+
+// defaultIssuer is the issuer when none is configured: http:// and the
+// listen address, so tokens and enrollment links name the port the server
+// listens on. An unspecified host (0.0.0.0, ::) becomes loopback, the one
+// address that surely reaches this machine; clients elsewhere need
+// --issuer.
+func defaultIssuer(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }

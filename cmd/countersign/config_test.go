@@ -18,7 +18,7 @@ func TestConfigFromEnvironmentAndFlags(t *testing.T) {
 	}
 	// Flags win over the environment; the environment over defaults.
 	if c.Listen != "127.0.0.1:9100" || !c.Dev || c.AccessTokenTTL != 2*time.Minute || c.MaxPushesPerMinute != 7 ||
-		c.Issuer != "http://127.0.0.1:8080" || c.MaxExpiry != 1800*time.Second || c.DefaultExpiry != 300*time.Second {
+		c.Issuer != "" || c.MaxExpiry != 1800*time.Second || c.DefaultExpiry != 300*time.Second {
 		t.Fatalf("config: %+v", c)
 	}
 	if _, err := parseConfig(nil, func(k string) string {

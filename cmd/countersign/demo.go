@@ -35,7 +35,7 @@ type demoRequest struct {
 }
 
 // The small payment comes first: once any request of this agent for this
-// user is approved, the first_time signal (RULES.md) is false, and a second
+// user is approved, the first_time signal (docs/rules.md) is false, and a second
 // small payment is low risk.
 var demoRequests = []demoRequest{
 	{"A first small payment (medium risk: context checks)", "Dinner 50",
@@ -76,14 +76,16 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 		return 2
 	}
 	out := &lockedWriter{w: stdout}
-	if err := runDemo(ctx, *stub, *listen, *issuer, out, stderr); err != nil {
+	if err := runDemo(ctx, *stub, *listen, *issuer, time.Now, out, stderr); err != nil {
 		fmt.Fprintf(stderr, "countersign demo: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func runDemo(ctx context.Context, stub bool, listen, issuer string, out io.Writer, stderr io.Writer) error {
+// runDemo runs the demo on the clock now (the server's and the stub
+// phone's).
+func runDemo(ctx context.Context, stub bool, listen, issuer string, now func() time.Time, out io.Writer, stderr io.Writer) error {
 	cfg, err := parseConfig(nil, func(string) string { return "" }, stderr)
 	if err != nil {
 		return err
@@ -103,7 +105,7 @@ func runDemo(ctx context.Context, stub bool, listen, issuer string, out io.Write
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	n, err := newNode(ctx, cfg, newLogger(cfg.LogLevel, stderr), out, time.Now)
+	n, err := newNode(ctx, cfg, newLogger(cfg.LogLevel, stderr), out, now)
 	if err != nil {
 		ln.Close()
 		return err
@@ -119,11 +121,13 @@ func runDemo(ctx context.Context, stub bool, listen, issuer string, out io.Write
 	fmt.Fprintf(out, "Countersign demo server on %s (issuer %s), embedded store: everything is forgotten on exit.\n\n", local, cfg.Issuer)
 
 	admin := &adminClient{server: local, token: cfg.AdminToken, client: &http.Client{Timeout: 30 * time.Second}}
+	tz := daytimeZone(now())
 	if _, err := admin.call(ctx, "POST", "/admin/users", map[string]any{"id": demoUser, "email": "demo@example.com",
-		"attributes": map[string]any{"spending_limit": 1000, "timezone": "UTC"}}); err != nil {
+		"attributes": map[string]any{"spending_limit": 1000, "timezone": tz}}); err != nil {
 		return fmt.Errorf("creating the user: %w", err)
 	}
-	fmt.Fprintf(out, "1. Created the user %q (spending limit 1000 EUR).\n", demoUser)
+	fmt.Fprintf(out, "1. Created the user %q (spending limit 1000 EUR, time zone %s, where it is daytime now:\n"+
+		"   at night the default rules send even a small payment to the phone).\n", demoUser, tz)
 	b, err := admin.call(ctx, "POST", "/admin/clients", map[string]any{"client_id": demoAgent, "client_name": "Demo travel agent",
 		"agent": map[string]any{"trust_tier": "standard", "owner": "Countersign demo"}})
 	if err != nil {
@@ -141,14 +145,9 @@ func runDemo(ctx context.Context, stub bool, listen, issuer string, out io.Write
 	}
 	var enr struct{ Code, URL string }
 	_ = json.Unmarshal(b, &enr)
-	fmt.Fprintf(out, "3. Enroll a phone: open this link on it, or scan the code.\n   %s\n\n", enr.URL)
-	if err := writeQR(out, enr.URL); err != nil {
-		return err
-	}
-	fmt.Fprintln(out)
-
 	if stub {
-		p, err := phone.New(local, phone.Options{Listen: "127.0.0.1:0", Name: "Demo stub phone"})
+		fmt.Fprintf(out, "3. Enroll a phone: the mobile stub opens the enrollment link\n   %s\n\n", enr.URL)
+		p, err := phone.New(local, phone.Options{Listen: "127.0.0.1:0", Name: "Demo stub phone", Now: now})
 		if err != nil {
 			return err
 		}
@@ -168,6 +167,11 @@ func runDemo(ctx context.Context, stub bool, listen, issuer string, out io.Write
 			fmt.Fprintf(out, "   phone: notified (%s), approved %q with its device key\n", push.Summary, push.BindingMessage)
 		})
 	} else {
+		fmt.Fprintf(out, "3. Enroll a phone: open this link on it, or scan the code.\n   %s\n\n", enr.URL)
+		if err := writeQR(out, enr.URL); err != nil {
+			return err
+		}
+		fmt.Fprintln(out)
 		if u, err := url.Parse(cfg.Issuer); err == nil && isLoopbackHost(u.Hostname()) {
 			fmt.Fprintln(out, "   (A loopback address only works in a browser on this machine. For a real phone, serve it over\n"+
 				"   HTTPS on your network and pass --listen 0.0.0.0:8080 --issuer https://<that name>; see the README.)")
@@ -188,6 +192,21 @@ func runDemo(ctx context.Context, stub bool, listen, issuer string, out io.Write
 	}
 	fmt.Fprintln(out, "\nDone: three requests, three paths (context, policy, device).")
 	return nil
+}
+
+// daytimeZone is a fixed-offset IANA zone (Etc/GMT±N) where it is about
+// noon at t, so the demo shows the paths it announces at any hour: the
+// default ruleset's night-time rule is not weakened, the demo user just
+// lives where it is day.
+func daytimeZone(t time.Time) string {
+	off := 12 - t.UTC().Hour() // hours east of UTC, -11..12
+	switch {
+	case off > 0:
+		return fmt.Sprintf("Etc/GMT-%d", off) // POSIX sign: Etc/GMT-3 is UTC+3
+	case off < 0:
+		return fmt.Sprintf("Etc/GMT+%d", -off)
+	}
+	return "UTC"
 }
 
 func waitForDevice(ctx context.Context, n *node, user string) error {

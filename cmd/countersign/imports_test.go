@@ -9,7 +9,7 @@ import (
 const mod = "github.com/countersign/countersign/"
 
 // forbidden lists, per package, the packages of ours it must never reach
-// (directly or not): dependencies point one way (STYLE.md).
+// (directly or not): dependencies point one way.
 var forbidden = map[string][]string{
 	"rules":             {"risk", "ciba", "notify", "ciba/store", "ciba/server"},
 	"rules/library":     {"rules", "risk", "ciba"},

@@ -7,6 +7,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	// User time zones are IANA names: carry the database so that they
+	// resolve on hosts (and images) without one.
+	_ "time/tzdata"
 )
 
 func main() {

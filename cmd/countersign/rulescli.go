@@ -17,7 +17,7 @@ import (
 )
 
 // The rules CLI against a running server (issue 8 "CLI"): show, versions,
-// push, rollback and simulate over the admin API (API.md "Admins", Rules).
+// push, rollback and simulate over the admin API (docs/api.md "Admin API", Rules).
 // validate and test stay offline (rulescmd.go).
 
 const rulesUsage = `Rules commands:

@@ -46,6 +46,9 @@ type node struct {
 
 // newNode wires a node from its configuration.
 func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer, now func() time.Time) (*node, error) {
+	if cfg.Issuer == "" {
+		return nil, errors.New("no issuer: serve derives it from the bound address before starting a node")
+	}
 	n := &node{cfg: cfg}
 	var rdb redis.UniversalClient
 	// The node's background work (rules, keys, outbox) ends with the node,
@@ -217,17 +220,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return 2
 	}
 	log := newLogger(cfg.LogLevel, stderr)
+	for _, w := range unknownEnv(os.Environ(), knownEnv()) {
+		log.Warn("unknown environment variable ignored", "name", w.Name, "did_you_mean", w.Closest)
+	}
+	// Bind before anything else: a busy port fails here, before an admin
+	// token is generated and printed for a server that never runs.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "countersign serve: %v\n", err)
+		return 1
+	}
+	defer ln.Close()
+	if cfg.Issuer == "" {
+		cfg.Issuer = defaultIssuer(ln.Addr().String()) // with :0, the port actually bound
+	}
 	n, err := newNode(ctx, cfg, log, stdout, time.Now)
 	if err != nil {
 		fmt.Fprintf(stderr, "countersign serve: %v\n", err)
 		return 1
 	}
 	defer n.close()
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		fmt.Fprintf(stderr, "countersign serve: %v\n", err)
-		return 1
-	}
 	hs := &http.Server{Handler: n.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
 	fmt.Fprintf(stdout, "Countersign listening on http://%s (issuer %s)\n", ln.Addr(), cfg.Issuer)

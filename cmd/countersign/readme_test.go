@@ -211,25 +211,7 @@ func matchShown(want, got any, anyNumber bool) error {
 		if !ok {
 			return fmt.Errorf("want an object, got %s", compact(got))
 		}
-		_, more := w["..."]
-		for k, wv := range w {
-			if k == "..." {
-				continue
-			}
-			gv, ok := g[k]
-			if !ok {
-				return fmt.Errorf("no member %q", k)
-			}
-			if err := matchShown(wv, gv, anyNumber); err != nil {
-				return fmt.Errorf("%s: %w", k, err)
-			}
-		}
-		if !more {
-			if extra := extraKeys(w, g); len(extra) > 0 {
-				return fmt.Errorf("members README does not show: %v", extra)
-			}
-		}
-		return nil
+		return matchObject(w, g, anyNumber)
 	case []any:
 		g, ok := got.([]any)
 		if !ok || len(g) != len(w) {
@@ -257,6 +239,28 @@ func matchShown(want, got any, anyNumber bool) error {
 	return fmt.Errorf("want %s, got %s", compact(want), compact(got))
 }
 
+// matchObject matches each member README shows; more members only where
+// it shows "...".
+func matchObject(w, g map[string]any, anyNumber bool) error {
+	_, more := w["..."]
+	for k, wv := range w {
+		if k == "..." {
+			continue
+		}
+		gv, ok := g[k]
+		if !ok {
+			return fmt.Errorf("no member %q", k)
+		}
+		if err := matchShown(wv, gv, anyNumber); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	if extra := extraKeys(w, g); len(extra) > 0 && !more {
+		return fmt.Errorf("members README does not show: %v", extra)
+	}
+	return nil
+}
+
 func extraKeys(want, got map[string]any) []string {
 	var extra []string
 	for k := range got {
@@ -271,9 +275,11 @@ func extraKeys(want, got map[string]any) []string {
 func compact(v any) string { b, _ := json.Marshal(v); return string(b) }
 
 // serveLikeREADME runs `countersign serve --listen 127.0.0.1:PORT` on the
-// embedded store, with no COUNTERSIGN_* variable set, and returns the
-// issuer it prints and the admin token it tells the user to export.
-func serveLikeREADME(t *testing.T) (issuer, token string) {
+// embedded store, with no COUNTERSIGN_* variable set, and returns its URL
+// (which must be the issuer it prints) and the admin token it tells the
+// user to export.
+func serveLikeREADME(t *testing.T) (url, token string) {
+	var issuer string
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := lineWriter{lines: make(chan string, 64)}
@@ -309,8 +315,9 @@ func serveLikeREADME(t *testing.T) (issuer, token string) {
 		t.Fatal("serve printed no export COUNTERSIGN_ADMIN_TOKEN= line")
 	}
 	// The issuer defaults to the address serve listens on.
-	if want := "http://127.0.0.1:" + port; issuer != want {
-		t.Fatalf("serve --listen 127.0.0.1:%s prints issuer %s, want %s", port, issuer, want)
+	listening := "http://127.0.0.1:" + port
+	if issuer != listening {
+		t.Errorf("serve --listen 127.0.0.1:%s prints issuer %s, want %s", port, issuer, listening)
 	}
-	return issuer, token
+	return listening, token
 }

@@ -20,8 +20,12 @@ if (!process.env.COUNTERSIGN_INTEROP) {
 const env = JSON.parse(process.env.COUNTERSIGN_INTEROP)
 const issuer = new URL(env.issuer)
 
+// The keys a resource server would fetch: jwks_uri of the discovery document.
 let jwks
-before(() => { jwks = jose.createRemoteJWKSet(new URL('/jwks.json', issuer)) })
+before(async () => {
+  const config = await client.discovery(issuer, env.clients.basic.id, undefined, undefined, { execute: [client.allowInsecureRequests] })
+  jwks = jose.createRemoteJWKSet(new URL(config.serverMetadata().jwks_uri))
+})
 
 // configure discovers the server for one client; plain http is the test
 // server on loopback.

@@ -26,7 +26,8 @@ var nodeDir = filepath.Join("..", "..", "interop", "node")
 // TestOpenIDClientInterop runs interop/node/ciba.test.mjs: openid-client 6
 // (a third-party client that refuses what the specs refuse) through CIBA
 // poll and ping, client_secret_basic, client_secret_post, private_key_jwt,
-// a signed request object and DPoP, with every token verified by jose.
+// a signed request object and DPoP, introspection and revocation, with
+// every token verified by jose.
 func TestOpenIDClientInterop(t *testing.T) {
 	nodeBin := nodeModules(t)
 	tn := startNode(t, func(c *Config) { c.DPoPNonce = true })
@@ -44,6 +45,7 @@ func TestOpenIDClientInterop(t *testing.T) {
 		"jwt": {"client_id": "node-jwt", "token_endpoint_auth_method": "private_key_jwt", "jwks": key.jwks(),
 			"backchannel_authentication_request_signing_alg": "ES256", "agent": agent},
 		"dpop": {"client_id": "node-dpop", "dpop_bound_access_tokens": true, "agent": agent},
+		"rs":   {"client_id": "node-rs", "resource_server": true},
 		"ping": {"client_id": "node-ping", "backchannel_token_delivery_mode": "ping", "agent": agent,
 			"backchannel_client_notification_endpoint": "http://127.0.0.1:" + strconv.Itoa(pingPort) + "/cb"},
 	}

@@ -16,7 +16,7 @@ const payment = [{ type: 'payment_initiation', action: 'transfer', amount: 25000
 if (!process.env.COUNTERSIGN_INTEROP) {
   throw new Error('COUNTERSIGN_INTEROP is not set: run `go test -run TestOpenIDClientInterop ./cmd/countersign`')
 }
-// { issuer, user, phone, clients: { basic, post, jwt, dpop, ping: { id, secret?, key?, port? } } }
+// { issuer, user, phone, clients: { basic, post, jwt, dpop, ping, rs: { id, secret?, key?, port? } } }
 const env = JSON.parse(process.env.COUNTERSIGN_INTEROP)
 const issuer = new URL(env.issuer)
 
@@ -132,6 +132,22 @@ describe('openid-client against Countersign', { concurrency: true }, () => {
     const { at } = await checkTokens(tokens, id, 'policy')
     const jkt = await jose.calculateJwkThumbprint(await jose.exportJWK(keyPair.publicKey))
     assert.deepEqual(at.cnf, { jkt })
+  })
+
+  test('introspection by a resource server, revocation by the agent', async () => {
+    const { id, secret } = env.clients.basic
+    const agent = await configure(id, client.ClientSecretBasic(secret))
+    const started = await client.initiateBackchannelAuthentication(agent, {
+      scope: 'openid', login_hint: env.user, authorization_details: JSON.stringify(read)
+    })
+    const tokens = await client.pollBackchannelAuthenticationGrant(agent, started)
+    const rs = await configure(env.clients.rs.id, client.ClientSecretBasic(env.clients.rs.secret))
+    const info = await client.tokenIntrospection(rs, tokens.access_token)
+    assert.equal(info.active, true)
+    assert.equal(info.sub, env.user)
+    assert.equal(info.client_id, id)
+    await client.tokenRevocation(agent, tokens.access_token)
+    assert.equal((await client.tokenIntrospection(rs, tokens.access_token)).active, false)
   })
 
   test('ping, client_secret_basic: the notification carries the client_notification_token', async (t) => {

@@ -183,7 +183,10 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 		Actors: []string{cl.ID}, Action: adJSON, Risk: riskJSON, Input: inputJSON, Path: d.Path, IP: in.IP}
 	nr := store.NewRequest{Request: req, Events: []store.Event{ev}}
 	resp := &AuthorizeResponse{AuthReqID: id, ExpiresIn: int(expiry / time.Second)}
-	interval := 0
+	// CIBA Core §7.3: interval is a positive number of seconds. A request
+	// decided here asks for 1 s (the first poll gets the token); strict
+	// clients (openid-client) refuse 0.
+	interval := decidedInterval
 	switch d.Path {
 	case rules.PathDeny:
 		nr.State = store.Denied
@@ -227,6 +230,10 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 	}
 	return resp, nil
 }
+
+// decidedInterval is the interval, in seconds, of a request approved by
+// policy or context at /bc-authorize.
+const decidedInterval = 1
 
 // rateLimited is the push-bombing refusal: 429 with Retry-After.
 func rateLimited(le *store.LimitError) error {

@@ -8,9 +8,12 @@
 // every read):
 //
 //	/bc-authorize ─ risk.Assess ─┬─ deny    → 403 access_denied, nothing stored but counters and audit
-//	                             ├─ policy  → approved   (interval 0)
-//	                             ├─ context → approved   (interval 0)
-//	                             └─ device  → pending    (interval 5 s) ─ device decision ─→ approved | denied
+//	                             ├─ policy  → approved   (interval 1 s)
+//	                             ├─ context → approved   (interval 1 s)
+//	                             └─ device  → pending    (interval 5 s, configurable) ─ device decision ─→ approved | denied
+//
+// interval is never 0: CIBA Core §7.3 makes it a positive number and strict
+// clients (openid-client) refuse 0. Push clients get none (they never poll).
 //	approved ─ /token ─→ redeemed (one token response per auth_req_id, ever)
 //	pending | approved ─ time ─→ expired
 //

@@ -127,3 +127,29 @@ func TestAuthorizeRefusesHiddenCharacters(t *testing.T) {
 		t.Fatalf("joiners refused: %v", err)
 	}
 }
+
+// TestDeviceViewSaysWhatRequiredThePhone: the phone shows "required by
+// rule <id>" rather than a score under the threshold, so the device view
+// names the rules that required the device, or the agent's acr_values.
+func TestDeviceViewSaysWhatRequiredThePhone(t *testing.T) {
+	a := newAuthorizer(t, ciba.Config{}, `{"client_id":"agent-1"}`)
+	if _, err := a.authorize(url.Values{"authorization_details": {bigPayment}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.authorize(url.Values{"authorization_details": {readDetails}, "acr_values": {"urn:countersign:acr:device"}}); err != nil {
+		t.Fatal(err)
+	}
+	views, err := a.svc.DeviceRequests(context.Background(), &store.Device{ID: "d1", UserID: "alice"})
+	if err != nil || len(views) != 2 {
+		t.Fatalf("views: %v %v", views, err)
+	}
+	got := map[string]string{}
+	for _, v := range views {
+		b, _ := json.Marshal(v.Risk.RequiredBy)
+		got[v.Risk.Level+" "+fmt.Sprint(v.Risk.Score)] += string(b)
+	}
+	want := map[string]string{"high 0": `["acr_values"]`, "high 80": `["payment-over-limit","daily-spend-over-limit"]`}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("required_by: %v, want %v", got, want)
+	}
+}

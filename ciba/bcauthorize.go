@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/countersign/countersign/ciba/clientauth"
@@ -184,7 +183,10 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 		Actors: []string{cl.ID}, Action: adJSON, Risk: riskJSON, Input: inputJSON, Path: d.Path, IP: in.IP}
 	nr := store.NewRequest{Request: req, Events: []store.Event{ev}}
 	resp := &AuthorizeResponse{AuthReqID: id, ExpiresIn: int(expiry / time.Second)}
-	interval := 0
+	// CIBA Core §7.3: interval is a positive number of seconds. A request
+	// decided here asks for 1 s (the first poll gets the token); strict
+	// clients (openid-client) refuse 0.
+	interval := decidedInterval
 	switch d.Path {
 	case rules.PathDeny:
 		nr.State = store.Denied
@@ -229,6 +231,10 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 	return resp, nil
 }
 
+// decidedInterval is the interval, in seconds, of a request approved by
+// policy or context at /bc-authorize.
+const decidedInterval = 1
+
 // rateLimited is the push-bombing refusal: 429 with Retry-After.
 func rateLimited(le *store.LimitError) error {
 	secs := int((le.RetryAfter + time.Second - 1) / time.Second)
@@ -260,9 +266,11 @@ func ruleIDs(d risk.Decision) []string {
 	return ids
 }
 
-// checkBindingMessage enforces 1–64 code points without control
-// characters (CIBA Core §7.1 leaves the limits to us; §13
-// invalid_binding_message).
+// checkBindingMessage enforces 1–64 code points with none of the
+// characters that make text read differently from what it says
+// (rar.HiddenRune: controls, bidirectional overrides, invisible and tag
+// characters). CIBA Core §7.1 leaves the limits to us; §13
+// invalid_binding_message.
 func checkBindingMessage(m string) error {
 	if !utf8.ValidString(m) {
 		return oauth.New(oauth.InvalidBindingMessage, "binding_message must be UTF-8")
@@ -271,10 +279,8 @@ func checkBindingMessage(m string) error {
 	if n < 1 || n > 64 {
 		return oauth.New(oauth.InvalidBindingMessage, "binding_message must be 1 to 64 characters")
 	}
-	for _, r := range m {
-		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
-			return oauth.New(oauth.InvalidBindingMessage, "binding_message must not contain control characters")
-		}
+	if d := rar.DescribeHidden(m); d != "" {
+		return oauth.New(oauth.InvalidBindingMessage, "binding_message must not contain %s", d)
 	}
 	return nil
 }
@@ -307,7 +313,7 @@ func outside(scopes []string, allowed string) string {
 }
 
 // checkMayAct enforces the user's may_act list: only listed agents,
-// within their scope and amount (docs/api.md: 403 access_denied).
+// within their scope and amount (403 access_denied).
 func checkMayAct(u *store.User, client string, scopes []string, amount float64) error {
 	if len(u.MayAct) == 0 {
 		return nil

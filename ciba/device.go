@@ -17,6 +17,7 @@ import (
 	"github.com/countersign/countersign/ciba/rar"
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/notify"
+	"github.com/countersign/countersign/rules"
 )
 
 // Device JWT limits (docs/api.md).
@@ -175,6 +176,11 @@ type RiskView struct {
 	Level   string       `json:"level"`
 	Score   int64        `json:"score"`
 	Reasons []RuleReason `json:"reasons"`
+	// RequiredBy names what sent the request to the phone whatever the
+	// score: rules that require the device or failed to evaluate, and
+	// "acr_values" when the agent asked for it. The phone says so instead
+	// of showing a score below the threshold as the cause.
+	RequiredBy []string `json:"required_by,omitempty"`
 }
 
 // RuleReason is one matched rule.
@@ -198,17 +204,17 @@ func (s *Service) view(ctx context.Context, rs *store.RequestState) RequestView 
 		v.Agent.ClientName, v.Agent.Owner = cl.Name, cl.Agent.Owner
 	}
 	var o struct {
-		Level string `json:"level"`
-		Score int64  `json:"score"`
-		Rules []struct {
-			ID     string `json:"id"`
-			Reason string `json:"reason"`
-		} `json:"rules"`
+		Level string        `json:"level"`
+		Score int64         `json:"score"`
+		Rules []rules.Match `json:"rules"`
 	}
 	_ = json.Unmarshal(r.Risk, &o)
 	v.Risk = RiskView{Level: o.Level, Score: o.Score, Reasons: []RuleReason{}}
 	for _, m := range o.Rules {
 		v.Risk.Reasons = append(v.Risk.Reasons, RuleReason{Rule: m.ID, Reason: m.Reason})
+		if m.Decision == rules.DecisionRequireDevice || m.Error != "" || m.ID == rules.MatchACRDevice {
+			v.Risk.RequiredBy = append(v.Risk.RequiredBy, m.ID)
+		}
 	}
 	return v
 }

@@ -192,7 +192,7 @@ func normalizeHint(h string) string {
 
 // loginHintToken verifies a login_hint_token: a JWT signed with the
 // client's registered key, iss the client, aud the issuer, exp, and sub or
-// email (docs/api.md decided details).
+// email.
 func (s *Service) loginHintToken(cl *store.Client, tok string) (string, error) {
 	keys, err := clientauth.ParseJWKS(cl.JWKS)
 	if err != nil || len(keys) == 0 {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/countersign/countersign/mobile-stub/phone"
 )
@@ -32,6 +33,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	listen := fs.String("listen", "", "push receiver and web page address (default: the one in --state, else 127.0.0.1:0)")
 	auto := fs.String("auto", "", "decide every pushed request without a person: approve or deny")
 	name := fs.String("name", "", "device name shown to the user (default mobile-stub)")
+	zone := fs.String("timezone", "", "the phone's time zone (IANA name, e.g. Europe/Berlin); the web page shows every time in it (default: $TZ, else the system's)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -42,7 +44,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--auto must be approve or deny, not %q", *auto)
 	}
 
-	p, err := phone.New(*server, phone.Options{StatePath: *statePath, Listen: *listen, Name: *name})
+	loc := time.Local
+	if *zone != "" {
+		var err error
+		if loc, err = time.LoadLocation(*zone); err != nil {
+			return fmt.Errorf("--timezone: %v", err)
+		}
+	}
+	p, err := phone.New(*server, phone.Options{StatePath: *statePath, Listen: *listen, Name: *name, Location: loc})
 	if err != nil {
 		return err
 	}

@@ -90,7 +90,18 @@ func DecodeStrict(body []byte, v any) error {
 	return nil
 }
 
+// idPattern is the form of client and user ids. The first character is a
+// letter or digit so that an id never reads as a flag on the command line
+// (`countersign clients get -x`); store.NewID draws letters and digits
+// only, so a generated id always matches.
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+
+// validClientID reports whether id may name a client.
+func validClientID(id string) bool { return idPattern.MatchString(id) }
+
+// validUserID reports whether id may name a user: a client id that is not
+// an email address (a login_hint with @ is looked up by email).
+func validUserID(id string) bool { return idPattern.MatchString(id) && !strings.Contains(id, "@") }
 
 // CreateClient registers a client from its JSON metadata and returns it
 // with its secret (shown once).
@@ -106,8 +117,13 @@ func (s *Service) CreateClient(ctx context.Context, body []byte) (*ClientView, e
 	} else {
 		c.ID = store.NewID()
 	}
-	if !idPattern.MatchString(c.ID) {
+	if !validClientID(c.ID) {
 		return nil, meta("client_id must be 1-128 characters of letters, digits and ._:-")
+	}
+	if f.GrantTypes == nil && f.ResourceServer != nil && *f.ResourceServer {
+		// A resource server introspects and revokes; it obtains no token
+		// unless grant_types says so.
+		c.GrantTypes = []string{}
 	}
 	apply(c, &f)
 	if err := s.validate(c); err != nil {
@@ -287,8 +303,8 @@ func (s *Service) validate(c *store.Client) error {
 			return meta("backchannel_authentication_request_signing_alg must be an asymmetric alg and jwks must be registered")
 		}
 	}
-	if len(c.GrantTypes) == 0 {
-		return meta("grant_types must not be empty")
+	if len(c.GrantTypes) == 0 && !c.ResourceServer {
+		return meta("grant_types must not be empty (only a resource server may have none)")
 	}
 	for _, g := range c.GrantTypes {
 		if g != oauth.GrantCIBA && g != oauth.GrantTokenExchange {
@@ -328,6 +344,9 @@ func (s *Service) validate(c *store.Client) error {
 }
 
 func view(c *store.Client) *ClientView {
+	if c.GrantTypes == nil {
+		c.GrantTypes = []string{} // "grant_types": [], never null
+	}
 	return &ClientView{ClientID: c.ID, ClientName: c.Name, TokenEndpointAuthMethod: c.AuthMethod, JWKS: c.JWKS,
 		DeliveryMode: c.DeliveryMode, NotificationEndpoint: c.NotificationEndpoint, RequestSigningAlg: c.RequestSigningAlg,
 		UserCodeParameter: c.UserCodeParameter, GrantTypes: c.GrantTypes, Scope: c.Scope, Agent: c.Agent,

@@ -29,7 +29,7 @@ func (s *Service) CreateUser(ctx context.Context, body []byte) (*store.User, err
 	if f.ID != nil {
 		u.ID = *f.ID
 	}
-	if !idPattern.MatchString(u.ID) || strings.Contains(u.ID, "@") {
+	if !validUserID(u.ID) {
 		return nil, oauth.New(oauth.InvalidRequest, "id must be 1-128 characters of letters, digits and ._:- (no @)")
 	}
 	if err := applyUser(u, &f); err != nil {

@@ -1,7 +1,9 @@
 // Package deviceapp serves the phone web app at /app/: the page a user
 // opens on the phone they already carry to enroll it, see what an agent
-// asks, and approve or deny with a device-signed decision (docs/api.md "Device
-// API").
+// asks, and approve or deny with a device-signed decision (the device API
+// of docs/api.md). Every string an agent chose is shown isolated (<bdi>,
+// dir="auto", U+2068/U+2069 in notifications), so right-to-left text cannot
+// reorder the amount or name beside it.
 //
 // It owns only static files, embedded with go:embed, and the headers they
 // are served with:

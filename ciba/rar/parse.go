@@ -101,6 +101,11 @@ func Parse(raw string) ([]Detail, error) {
 	if !ok {
 		return nil, refuse("authorization_details must be a JSON array") // RFC 9396 §2
 	}
+	// Every string is shown to the user as sent: refuse what would make
+	// it read differently (HiddenRune), in every member, at any depth.
+	if d := hiddenIn(list, "authorization_details"); d != "" {
+		return nil, refuse("%s", d)
+	}
 	if len(list) > MaxEntries {
 		return nil, refuse("authorization_details has more than %d entries", MaxEntries)
 	}

@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"time"
@@ -65,13 +65,44 @@ func ShardOf(userID string) int {
 // tag returns the key prefix of a shard, including its hash tag.
 func (db *DB) tag(shard int) string { return fmt.Sprintf("%s{s%02d}:", db.prefix, shard) }
 
-// NewID returns a random, unguessable id: 128 bits, base64url.
+// idAlphabet is the alphabet of generated ids: letters and digits only, so
+// an id passes every id validator (client and user ids must start with a
+// letter or digit, which keeps them from reading as a CLI flag), needs no
+// escaping in a URL path, a Redis key or a log line.
+const idAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// IDLen is the length of an id made by NewID: 22 characters of 62 carry
+// 22·log2(62) ≈ 131 bits, more than the 128 bits we promise.
+const IDLen = 22
+
+// NewID returns a random, unguessable id: 22 letters and digits, 131 bits.
 func NewID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	id, err := NewIDFrom(rand.Reader)
+	if err != nil {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	return id
+}
+
+// NewIDFrom draws an id of NewID's form from the random bytes of r. Bytes
+// of 248 and above are skipped, so every character is uniform over the 62
+// (248 = 4·62). NewID uses crypto/rand; tests and fuzz targets use others.
+func NewIDFrom(r io.Reader) (string, error) {
+	var out [IDLen]byte
+	var buf [32]byte
+	n := 0
+	for n < IDLen {
+		if _, err := io.ReadFull(r, buf[:]); err != nil {
+			return "", err
+		}
+		for _, b := range buf {
+			if b < 248 && n < IDLen {
+				out[n] = idAlphabet[b%62]
+				n++
+			}
+		}
+	}
+	return string(out[:]), nil
 }
 
 // NewShardedID returns a random id that carries its shard in its first two
@@ -80,7 +111,7 @@ func NewShardedID(shard int) string { return fmt.Sprintf("%02x", shard) + NewID(
 
 // shardOfID parses the shard of an id made by NewShardedID.
 func shardOfID(id string) (int, bool) {
-	if len(id) != 24 {
+	if len(id) != 2+IDLen {
 		return 0, false
 	}
 	b, err := hex.DecodeString(id[:2])

@@ -113,7 +113,7 @@ func (bn *perfNode) client(meta map[string]any) (string, string) {
 const formType = "application/x-www-form-urlencoded"
 
 // tryAuthorize sends a low-risk bc-authorize for user-(i mod benchUsers)
-// and returns its auth_req_id; policy must approve it at once (interval 0).
+// and returns its auth_req_id; policy must approve it at once (interval 1).
 func (bn *perfNode) tryAuthorize(i int) (string, error) {
 	form := url.Values{"scope": {"openid"}, "login_hint": {"user-" + strconv.Itoa(i%benchUsers)}, "authorization_details": {readDetails}}
 	var out struct {
@@ -126,7 +126,7 @@ func (bn *perfNode) tryAuthorize(i int) (string, error) {
 		return "", err
 	case st != 200:
 		return "", fmt.Errorf("bc-authorize: %d %s", st, raw)
-	case out.Interval == nil || *out.Interval != 0 || out.AuthReqID == "":
+	case out.Interval == nil || *out.Interval != 1 || out.AuthReqID == "":
 		return "", fmt.Errorf("bc-authorize: not approved by policy: %+v", out)
 	}
 	return out.AuthReqID, nil

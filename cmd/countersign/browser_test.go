@@ -263,12 +263,17 @@ func TestBrowserPhoneApp(t *testing.T) {
 	if key.Extractable || key.Type != "private" || key.Curve != "P-256" || strings.Join(key.Usages, ",") != "sign" {
 		t.Fatalf("device key: %+v", key)
 	}
-	// Headless Chromium has no push service: the page says it polls.
-	if s := p.text("#enroll-note"); !strings.Contains(s, "it polls for new requests") {
+	// Headless Chromium has no push service: the page says it polls, once.
+	if s := p.text("#enroll-note"); s != "Enrolled." {
 		t.Fatalf("enrollment note: %q", s)
 	}
 	if s := p.text("#poll-note"); !strings.Contains(s, "checks for new requests every few seconds") {
 		t.Fatalf("poll note: %q", s)
+	}
+	var offNotes int
+	p.eval(`[...document.querySelectorAll("main p")].filter(e => /notifications are off/i.test(e.textContent)).length`, &offNotes)
+	if offNotes != 1 {
+		t.Fatalf("%d notices say notifications are off, want 1: %s", offNotes, p.mainText())
 	}
 	var path string
 	p.eval(`location.pathname + location.search`, &path)
@@ -322,6 +327,22 @@ func TestBrowserPhoneApp(t *testing.T) {
 		if s := p.text("#risk .risk-level"); s != "High risk" {
 			t.Fatalf("risk: %q", s)
 		}
+		// A rule required the phone: say so, not "score 40" under a threshold of 60.
+		if s := p.text("#risk-label"); s != "High risk · required by rules payment-over-limit, daily-spend-over-limit" {
+			t.Fatalf("risk cause: %q", s)
+		}
+		// Every agent-supplied string is isolated (<bdi> inline, dir=auto blocks).
+		var leaks []string
+		p.eval(`(() => { const out = [];
+			const bdi = [...document.querySelectorAll("h1 bdi")].map(b => b.textContent);
+			if (bdi.join("|") !== "Trip planner|ACME") out.push("h1 bdi: " + bdi.join("|"));
+			if ([...document.querySelectorAll("#agent-owner bdi")].map(b => b.textContent).join() !== "acme") out.push("owner");
+			for (const el of document.querySelectorAll("#binding-message, dd, #risk li, pre"))
+				if (el.getAttribute("dir") !== "auto") out.push(el.tagName + " " + el.textContent);
+			return out; })()`, &leaks)
+		if len(leaks) > 0 {
+			t.Fatalf("not isolated: %q", leaks)
+		}
 		var reasons []string
 		p.eval(`[...document.querySelectorAll("#risk li")].map(li => li.dataset.rule + ": " + li.textContent)`, &reasons)
 		if len(reasons) == 0 || !strings.HasPrefix(reasons[0], "payment-over-limit: ") {
@@ -344,6 +365,9 @@ func TestBrowserPhoneApp(t *testing.T) {
 		if s := p.text("#request-status"); !strings.HasPrefix(s, "Approved.") {
 			t.Fatalf("status: %q", s)
 		}
+		if s := p.text("#toast"); s != "Approved" {
+			t.Fatalf("toast: %q", s)
+		}
 		tok := tn.post("/token", id, secret, url.Values{"grant_type": {"urn:openid:params:grant-type:ciba"}, "auth_req_id": {authReqID}})
 		if tok.Status != 200 {
 			t.Fatalf("token after approval in the page: %d %s", tok.Status, tok.Raw)
@@ -360,6 +384,12 @@ func TestBrowserPhoneApp(t *testing.T) {
 		p.wait(fmt.Sprintf(`document.querySelector(%q) !== null`, row))
 		if s := p.text(row); !strings.Contains(s, "Approved") || !strings.Contains(s, "Pay ACME 25k") {
 			t.Fatalf("history: %q", s)
+		}
+		// The toast belonged to the request page: it does not follow.
+		var toast string
+		p.eval(`document.querySelector("#toast").textContent`, &toast)
+		if toast != "" {
+			t.Fatalf("toast after leaving the page: %q", toast)
 		}
 	})
 
@@ -467,8 +497,9 @@ func TestBrowserPhoneApp(t *testing.T) {
 			t.Fatalf("notifications: %+v", ns)
 		}
 		n := ns[0]
-		if n.Title != "Trip planner asks for approval" || n.Tag != "request-"+authReqID || n.ID != authReqID ||
-			!strings.Contains(n.Body, push.Summary) || !strings.Contains(n.Body, "Message: Push 7") || !strings.Contains(n.Body, "high risk") {
+		// Agent strings are isolated with U+2068 ... U+2069 (no markup in a notification).
+		if n.Title != "\u2068Trip planner\u2069 asks for approval" || n.Tag != "request-"+authReqID || n.ID != authReqID ||
+			!strings.Contains(n.Body, push.Summary) || !strings.Contains(n.Body, "Message: \u2068Push 7\u2069") || !strings.Contains(n.Body, "high risk") {
 			t.Fatalf("notification: %+v (push %s)", n, push.Raw)
 		}
 	})

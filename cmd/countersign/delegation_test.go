@@ -37,7 +37,7 @@ func newChain(t *testing.T, tn *testNode) *chain {
 	if r.Status != 200 {
 		t.Fatalf("bc-authorize: %d %s", r.Status, r.Raw)
 	}
-	if r.Body["interval"] != float64(0) {
+	if r.Body["interval"] != float64(1) {
 		// A first payment may need the device in the default rules; approve
 		// through a phone then.
 		ph := tn.enrollPhone("alice", "Phone")

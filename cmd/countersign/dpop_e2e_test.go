@@ -103,7 +103,7 @@ func (f *dpopFlow) redeem(authReqID string, k dpopKey) reply {
 func (f *dpopFlow) lowRisk() string {
 	f.tn.t.Helper()
 	r := f.tn.post("/bc-authorize", f.id, f.secret, url.Values{"scope": {"openid"}, "login_hint": {"alice"}, "authorization_details": {readDetails}})
-	if r.Status != 200 || r.Body["interval"] != float64(0) {
+	if r.Status != 200 || r.Body["interval"] != float64(1) {
 		f.tn.t.Fatalf("bc-authorize: %d %s", r.Status, r.Raw)
 	}
 	return r.str("auth_req_id")
@@ -305,7 +305,7 @@ func TestAgentAuthorizeLowRiskPoll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Policy approved it in /bc-authorize: interval 0, the first poll gets it.
+	// Policy approved it in /bc-authorize: interval 1, the first poll gets it.
 	if tok.TokenType != "Bearer" || tok.AuthReqID == "" || tok.Scope != "openid" || tok.IDToken == "" || len(waits) != 0 {
 		t.Fatalf("token %+v waits %v", tok, waits)
 	}

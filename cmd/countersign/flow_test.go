@@ -29,7 +29,7 @@ func TestLowRiskFlowIssuesVerifiedToken(t *testing.T) {
 	if r.Status != 200 || r.Header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("bc-authorize: %d %s %v", r.Status, r.Raw, r.Header)
 	}
-	if r.Body["interval"] != float64(0) || r.Body["expires_in"] != float64(300) || len(r.str("auth_req_id")) < 22 {
+	if r.Body["interval"] != float64(1) || r.Body["expires_in"] != float64(300) || len(r.str("auth_req_id")) < 22 {
 		t.Fatalf("acknowledgement: %s", r.Raw)
 	}
 	authReqID := r.str("auth_req_id")

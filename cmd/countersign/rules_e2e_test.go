@@ -293,7 +293,7 @@ func TestRulesSimulation(t *testing.T) {
 	var ids []string
 	for _, send := range []func(*testNode, string, string) reply{rulesPay, rulesRead, rulesRead, rulesPay, rulesRead} {
 		r := send(tn, id, secret)
-		if r.Status != 200 || r.Body["interval"] != float64(0) {
+		if r.Status != 200 || r.Body["interval"] != float64(1) {
 			t.Fatalf("request: %d %s", r.Status, r.Raw)
 		}
 		ids = append(ids, r.str("auth_req_id"))
@@ -343,7 +343,7 @@ func TestRulesShadowDifferencesCounted(t *testing.T) {
 	}
 	// The shadow never changes a decision: both payments are approved.
 	for _, send := range []func(*testNode, string, string) reply{rulesPay, rulesRead, rulesPay} {
-		if r := send(tn, id, secret); r.Status != 200 || r.Body["interval"] != float64(0) {
+		if r := send(tn, id, secret); r.Status != 200 || r.Body["interval"] != float64(1) {
 			t.Fatalf("request under shadow: %d %s", r.Status, r.Raw)
 		}
 	}

@@ -14,9 +14,9 @@ import (
 
 const (
 	// deviceJWTLifetime is exp - iat of a device authentication JWT
-	// (API.md: at most 60 s).
+	// (the server accepts at most 60 s).
 	deviceJWTLifetime = 30 * time.Second
-	// decisionJWTLifetime is exp - iat of a decision JWT (API.md: at most
+	// decisionJWTLifetime is exp - iat of a decision JWT (the server accepts at most
 	// 5 minutes).
 	decisionJWTLifetime = 120 * time.Second
 )

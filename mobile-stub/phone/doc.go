@@ -4,7 +4,7 @@
 // it, and the server's own tests run it in-process as the device.
 //
 // It imports nothing of the server: it speaks HTTP only, as a real phone
-// would, so it tests the contract in API.md rather than sharing code with
+// would, so it tests the HTTP contract (docs/api.md) rather than sharing code with
 // the implementation.
 //
 // What it owns:

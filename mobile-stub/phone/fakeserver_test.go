@@ -19,7 +19,7 @@ import (
 const enrollCode = "ENROLL-7Q2X"
 
 // fakeServer is a hand-written stand-in for the Countersign device API: it
-// checks every call the way API.md says the server must (enrollment body,
+// checks every call the way docs/api.md says the server must (enrollment body,
 // device JWTs, decision JWTs) and records what it accepted.
 type fakeServer struct {
 	t         *testing.T
@@ -154,7 +154,7 @@ func (f *fakeServer) enroll(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, map[string]string{"device_id": "dev-1", "user_id": "alice", "vapid_public_key": f.vapidPub})
 }
 
-// device wraps a handler with API.md's device authentication.
+// device wraps a handler with the device authentication of docs/api.md.
 func (f *fakeServer) device(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Device ")

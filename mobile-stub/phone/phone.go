@@ -32,6 +32,9 @@ type Options struct {
 	HTTPClient *http.Client
 	// Now is the clock for JWTs and VAPID checks; nil is time.Now.
 	Now func() time.Time
+	// Location is the phone's time zone: the web page shows every time
+	// in it, and names it. nil is time.Local (the TZ of the process).
+	Location *time.Location
 }
 
 // Phone is a simulated device. Its methods are safe for concurrent use.
@@ -40,6 +43,7 @@ type Phone struct {
 	path   string
 	client *http.Client
 	now    func() time.Time
+	loc    *time.Location // the time zone the page shows times in
 	keys   keys
 	pushes chan Push
 	csrf   string // the web page's form token
@@ -100,6 +104,9 @@ func New(serverURL string, opts Options) (*Phone, error) {
 	}
 	if p.now == nil {
 		p.now = time.Now
+	}
+	if p.loc = opts.Location; p.loc == nil {
+		p.loc = time.Local
 	}
 	p.listen = opts.Listen
 	return p, nil

@@ -25,9 +25,12 @@ type Risk struct {
 	Level   string   `json:"level"`
 	Score   int      `json:"score"`
 	Reasons []Reason `json:"reasons,omitempty"`
+	// RequiredBy names the rules (or "acr_values") that sent the request
+	// to the phone whatever the score.
+	RequiredBy []string `json:"required_by,omitempty"`
 }
 
-// UnmarshalJSON accepts the risk object of API.md and, in a push payload,
+// UnmarshalJSON accepts the risk object of the device API and, in a push payload,
 // a bare level string.
 func (r *Risk) UnmarshalJSON(data []byte) error {
 	var level string
@@ -53,7 +56,7 @@ type Request struct {
 	Status               string          `json:"status"`
 }
 
-// Push is one decrypted Web Push message: the JSON payload of API.md, the
+// Push is one decrypted Web Push message: the JSON payload the server sends, the
 // plaintext as received, and the push headers.
 type Push struct {
 	Type           string    `json:"type"`

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,6 +34,7 @@ type pageData struct {
 	Requests         []pageRequest
 	Flash, Error     string
 	CSRF             string
+	Zone             string // the time zone every time on the page is in
 }
 
 // pageRequest is one pending request, ready to show.
@@ -43,6 +45,7 @@ type pageRequest struct {
 	Details                    string   // the authorization_details, indented
 	Level                      string
 	Score                      int
+	RequiredBy                 []string // rules that required the phone; shown instead of the score
 	Reasons                    []Reason
 	Expires                    string
 	Expired                    bool
@@ -75,6 +78,7 @@ func (p *Phone) handlePage(w http.ResponseWriter, r *http.Request) {
 		UserID:   p.st.UserID,
 		Flash:    p.flash,
 		CSRF:     p.csrf,
+		Zone:     p.loc.String(),
 	}
 	p.flash = ""
 	summaries := make(map[string]string, len(p.summaries))
@@ -89,7 +93,7 @@ func (p *Phone) handlePage(w http.ResponseWriter, r *http.Request) {
 		}
 		now := p.now()
 		for _, req := range reqs {
-			data.Requests = append(data.Requests, showRequest(req, summaries[req.ID], now))
+			data.Requests = append(data.Requests, showRequest(req, summaries[req.ID], now.In(p.loc)))
 		}
 	}
 	var buf bytes.Buffer
@@ -139,7 +143,8 @@ func (p *Phone) handleDecide(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
-// showRequest turns a request view into what the page shows.
+// showRequest turns a request view into what the page shows; times are
+// shown in now's location, the phone's time zone.
 func showRequest(r Request, summary string, now time.Time) pageRequest {
 	pr := pageRequest{
 		ID:             r.ID,
@@ -150,13 +155,16 @@ func showRequest(r Request, summary string, now time.Time) pageRequest {
 		Summary:        summary,
 		Level:          r.Risk.Level,
 		Score:          r.Risk.Score,
+		RequiredBy:     r.Risk.RequiredBy,
 		Reasons:        r.Risk.Reasons,
 	}
 	if pr.Agent == "" {
 		pr.Agent = r.Agent.ClientID
 	}
 	var details []map[string]any
-	if len(r.AuthorizationDetails) > 0 && json.Unmarshal(r.AuthorizationDetails, &details) == nil && len(details) > 0 {
+	dec := json.NewDecoder(bytes.NewReader(r.AuthorizationDetails))
+	dec.UseNumber() // amounts as sent: 25000.00 stays exact
+	if len(r.AuthorizationDetails) > 0 && dec.Decode(&details) == nil && len(details) > 0 {
 		for _, d := range details {
 			pr.Actions = append(pr.Actions, describeDetail(d))
 		}
@@ -168,7 +176,7 @@ func showRequest(r Request, summary string, now time.Time) pageRequest {
 	if !r.ExpiresAt.IsZero() {
 		left := r.ExpiresAt.Sub(now).Round(time.Second)
 		pr.Expired = left <= 0
-		pr.Expires = r.ExpiresAt.UTC().Format("15:04:05 UTC")
+		pr.Expires = r.ExpiresAt.In(now.Location()).Format("15:04:05 MST")
 		if pr.Expired {
 			pr.Expires += " (expired)"
 		} else {
@@ -198,6 +206,9 @@ func describeDetail(d map[string]any) string {
 	} else if ia, ok := d["instructedAmount"].(map[string]any); ok {
 		add("%v", money(ia["amount"], ia["currency"]))
 	}
+	if c, ok := d["creditor"].(map[string]any); ok {
+		add("to %v", c["name"])
+	}
 	for _, key := range []string{"creditorName", "recipient", "resource"} {
 		if v, ok := d[key]; ok {
 			add(key+" %v", v)
@@ -225,10 +236,39 @@ func joinAny(xs []any) string {
 	return strings.Join(s, ", ")
 }
 
-// money is "amount currency", the amount without exponent notation.
+// money is "25,000.00 EUR": the amount exactly as sent, its integer part
+// grouped by thousands, at least the currency's minor digits (ISO 4217:
+// two, none for the few zero-decimal currencies), then the code.
 func money(amount, currency any) string {
-	return strings.TrimSpace(plain(amount) + " " + plain(currency))
+	a, cur := plain(amount), plain(currency)
+	if !decimalAmount.MatchString(a) {
+		return strings.TrimSpace(a + " " + cur)
+	}
+	whole, frac, _ := strings.Cut(a, ".")
+	minor := 2
+	if cur == "" || zeroDecimal[cur] {
+		minor = 0
+	}
+	for len(frac) < minor {
+		frac += "0"
+	}
+	var b strings.Builder
+	for i, c := range whole {
+		if i > 0 && (len(whole)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if frac != "" {
+		b.WriteString("." + frac)
+	}
+	return strings.TrimSpace(b.String() + " " + cur)
 }
+
+var decimalAmount = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+
+// zeroDecimal are the common ISO 4217 currencies without minor units.
+var zeroDecimal = map[string]bool{"JPY": true, "KRW": true, "CLP": true, "ISK": true, "VND": true, "XAF": true, "XOF": true, "UGX": true}
 
 // plain prints a JSON value: numbers without exponents, nil as "".
 func plain(v any) string {
@@ -237,6 +277,11 @@ func plain(v any) string {
 		return ""
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64)
+	case json.Number:
+		if f, err := x.Float64(); err == nil && strings.ContainsAny(string(x), "eE") {
+			return strconv.FormatFloat(f, 'f', -1, 64) // 1e3 as 1000
+		}
+		return string(x)
 	}
 	return fmt.Sprint(v)
 }

@@ -1,6 +1,7 @@
 package phone
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -61,13 +62,13 @@ func TestWebPageListsAndDecides(t *testing.T) {
 	}
 	for _, want := range []string{
 		"user <b>alice</b>",
-		"<h2>Shopping agent</h2>",
-		"agent <code>shopper</code> · owner acme",
-		"“Pay 25 000 € to Ünïcode”",
-		"Transfer to Ünïcode",
-		"<li>payment_initiation · 25000 EUR · creditorName Ünïcode €</li>",
+		`<h2 dir="auto">Shopping agent</h2>`,
+		"agent <code><bdi>shopper</bdi></code> · owner <bdi>acme</bdi>",
+		"“<bdi>Pay 25 000 € to Ünïcode</bdi>”",
+		`<p class="summary" dir="auto">Transfer to Ünïcode</p>`,
+		`<li dir="auto">payment_initiation · 25,000.00 EUR · creditorName Ünïcode €</li>`,
 		`<span class="level">high risk</span> · score 75`,
-		"The amount is above your spending limit. <small>(payment-over-limit)</small>",
+		"<bdi>The amount is above your spending limit.</bdi> <small>(<bdi>payment-over-limit</bdi>)</small>",
 		"Expires 12:05:00 UTC (in 3m0s)",
 		"Expires 12:00:00 UTC (expired)",
 		`<article class="request risk-high">`,
@@ -76,7 +77,7 @@ func TestWebPageListsAndDecides(t *testing.T) {
 		`<button name="decision" value="approve" class="approve">Approve</button>`,
 		`<button name="decision" value="deny" class="deny">Deny</button>`,
 		"&lt;script&gt;alert(1)&lt;/script&gt;",
-		"<h2>&lt;b&gt;Evil&lt;/b&gt;</h2>",
+		`<h2 dir="auto">&lt;b&gt;Evil&lt;/b&gt;</h2>`,
 		`&#34;amount&#34;: 25000.00`, // the exact JSON, indented
 	} {
 		if !strings.Contains(body, want) {
@@ -147,15 +148,65 @@ func TestDescribeDetail(t *testing.T) {
 		in   map[string]any
 		want string
 	}{
-		{map[string]any{"type": "payment_initiation", "action": "transfer", "amount": 25000.0, "currency": "EUR"}, "payment_initiation · transfer · 25000 EUR"},
+		{map[string]any{"type": "payment_initiation", "action": "transfer", "amount": 25000.0, "currency": "EUR"}, "payment_initiation · transfer · 25,000.00 EUR"},
 		{map[string]any{"type": "payment_initiation", "instructedAmount": map[string]any{"amount": "123.50", "currency": "EUR"}, "creditorName": "Merchant A"}, "payment_initiation · 123.50 EUR · creditorName Merchant A"},
+		{map[string]any{"type": "payment_initiation", "amount": json.Number("1234567.5"), "currency": "EUR", "creditor": map[string]any{"name": "ACME"}}, "payment_initiation · 1,234,567.50 EUR · to ACME"},
+		{map[string]any{"type": "payment_initiation", "amount": json.Number("12345678901234567890.125"), "currency": "USD"}, "payment_initiation · 12,345,678,901,234,567,890.125 USD"},
+		{map[string]any{"type": "payment_initiation", "amount": "250000", "currency": "JPY"}, "payment_initiation · 250,000 JPY"},
+		{map[string]any{"type": "payment_initiation", "amount": json.Number("999"), "currency": "EUR"}, "payment_initiation · 999.00 EUR"},
 		{map[string]any{"type": "agent_action", "actions": []any{"read", "list"}, "locations": []any{"https://api.example.com"}}, "agent_action · read, list · at https://api.example.com"},
-		{map[string]any{"type": "x", "amount": 1e6}, "x · 1000000"},
+		{map[string]any{"type": "x", "amount": 1e6}, "x · 1,000,000"},
 		{map[string]any{"zeta": 1, "alpha": 2}, "details: alpha, zeta"},
 	}
 	for _, c := range cases {
 		if got := describeDetail(c.in); got != c.want {
 			t.Errorf("describeDetail(%v) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+// TestWebPageTimesAndCause: every time on the page is in the phone's time
+// zone, which the page names (expiry was UTC while reasons spoke of the
+// user's time), and a request a rule sent to the phone says so instead of a
+// score under the threshold.
+func TestWebPageTimesAndCause(t *testing.T) {
+	now := time.Date(2026, 1, 15, 12, 2, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	f := newFakeServer(t)
+	f.now = clock
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(f.srv.URL, Options{Now: clock, Name: "test phone", Location: berlin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	if err := p.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Enroll(t.Context(), enrollCode); err != nil {
+		t.Fatal(err)
+	}
+	f.addRequest("req-rule", `{"id":"req-rule","agent":{"client_id":"shopper","client_name":"שלום agent"},
+		"authorization_details":[{"type":"payment_initiation","amount":25000,"currency":"EUR","creditor":{"name":"ACME"}}],
+		"risk":{"level":"high","score":40,"required_by":["payment-over-limit","acr_values"],
+		"reasons":[{"rule":"payment-over-limit","reason":"The amount is above your spending limit."},{"rule":"night","reason":"Payment at 13:00 your time."}]},
+		"expires_at":"2026-01-15T12:05:00Z","status":"pending"}`)
+	_, body := get(t, p.URL())
+	for _, want := range []string{
+		"Times are in this phone's time zone, Europe/Berlin.",
+		"Expires 13:05:00 CET (in 3m0s)",
+		`<span class="level">high risk</span> · required by rule <bdi>payment-over-limit</bdi>, the agent's request</p>`,
+		`<h2 dir="auto">שלום agent</h2>`,
+		`<li dir="auto">payment_initiation · 25,000.00 EUR · to ACME</li>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "UTC") || strings.Contains(body, "score 40") {
+		t.Errorf("page mixes zones or shows the score as the cause:\n%s", body)
 	}
 }

@@ -65,6 +65,10 @@ function agentName(a) {
   return (a && (a.client_name || a.client_id)) || "An agent";
 }
 
+// fsi isolates an agent-supplied string in plain text (a notification has
+// no markup): U+2068 FIRST STRONG ISOLATE ... U+2069 POP DIRECTIONAL ISOLATE.
+const fsi = (v) => "\u2068" + String(v) + "\u2069";
+
 self.addEventListener("push", (event) => {
   let msg = {};
   try {
@@ -77,9 +81,10 @@ self.addEventListener("push", (event) => {
     return;
   }
   const level = typeof msg.risk === "string" ? msg.risk : (msg.risk && msg.risk.level) || "";
-  const lines = [msg.summary, msg.binding_message ? "Message: " + msg.binding_message : "", level ? level + " risk" : ""];
+  const lines = [msg.summary ? fsi(msg.summary) : "", msg.binding_message ? "Message: " + fsi(msg.binding_message) : "",
+    level ? level + " risk" : ""];
   event.waitUntil(Promise.all([
-    self.registration.showNotification(agentName(msg.agent) + " asks for approval", {
+    self.registration.showNotification(fsi(agentName(msg.agent)) + " asks for approval", {
       body: lines.filter(Boolean).join("\n"),
       tag: "request-" + msg.id,
       data: { id: msg.id },

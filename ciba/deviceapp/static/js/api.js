@@ -1,4 +1,4 @@
-// The device API of docs/api.md ("Device API"). Every call but
+// The device API (docs/api.md, "The user's phone"). Every call but
 // enrollment carries "Authorization: Device <jwt>", a fresh single-use ES256
 // JWT signed by the device key.
 
@@ -19,7 +19,7 @@ export class APIError extends Error {
 
 const now = () => Math.floor(Date.now() / 1000);
 
-/** deviceJWT: iss device id, aud issuer, exp 30 s after iat (docs/api.md: ≤ 60 s), fresh jti. */
+/** deviceJWT: iss device id, aud issuer, exp 30 s after iat (the server allows ≤ 60 s), fresh jti. */
 export function deviceJWT(dev) {
   const iat = now();
   return signJWT(dev.key, { iss: dev.device_id, aud: dev.issuer, iat, exp: iat + 30, jti: randomID() });
@@ -73,7 +73,7 @@ export const removeDevice = (dev) => call("DELETE", "/device", undefined, dev);
 
 /**
  * decisionJWT signs decision ("approve" | "deny") over the request exactly
- * as shown (docs/api.md): bm_hash = b64url(SHA-256(binding message)), ad_hash =
+ * as shown: bm_hash = b64url(SHA-256(binding message)), ad_hash =
  * b64url(SHA-256(RFC 8785 JSON of authorization_details)), exp 120 s after iat.
  */
 export async function decisionJWT(dev, view, decision) {

@@ -4,7 +4,7 @@
 import * as db from "./db.js";
 import * as api from "./api.js";
 import * as push from "./push.js";
-import { h, toast } from "./dom.js";
+import { clearToast, h, toast } from "./dom.js";
 import { showEnroll } from "./enroll.js";
 import { showRequest } from "./request.js";
 import { showAgents, showDevice, showHistory, showRequests } from "./lists.js";
@@ -24,6 +24,7 @@ const routes = [
 ];
 
 function leave() {
+  clearToast(); // a toast belongs to the page that raised it
   if (!current) return;
   current.alive = false;
   for (const f of current.leaving) f();
@@ -39,7 +40,6 @@ function route() {
   if (!dev) {
     showEnroll(ctx, (d, message) => {
       dev = d;
-      toast("Enrolled");
       document.getElementById("enroll-note")?.remove();
       route();
       main.prepend(h("p", { class: "notice", id: "enroll-note", role: "status" }, message));
@@ -87,12 +87,11 @@ async function start() {
       h("p", { class: "error" }, "This browser does not let the page keep its key (private browsing?)."));
     return;
   }
-  if (dev && new URLSearchParams(location.search).has("code")) {
-    history.replaceState(null, "", api.root + "/app/#/");
-    toast("This browser is already enrolled as " + dev.name + ". Remove it under Device to enroll again.");
-  }
+  const already = dev && new URLSearchParams(location.search).has("code");
+  if (already) history.replaceState(null, "", api.root + "/app/#/");
   window.addEventListener("hashchange", route);
   route();
+  if (already) toast("This browser is already enrolled as " + dev.name + ". Remove it under Device to enroll again.");
   checkSubscription().catch(() => {});
 }
 

@@ -1,5 +1,10 @@
 // DOM building and formatting. Text goes in as text nodes only, never as
-// HTML, so nothing a server or an agent sends can become markup.
+// HTML, so nothing a server or an agent sends can become markup. Every
+// string an agent chose (its name, binding message, authorization_details
+// values, rule reasons) is shown isolated: inline in a <bdi>, as a block
+// with dir="auto", so right-to-left text cannot reorder what is around it
+// ("Pay 250 € to ACME" must read the same whatever the name is). The server
+// already refuses bidi controls and invisible characters in them.
 
 /** h creates an element: h("p", {class: "x", onclick: f}, "text", child). */
 export function h(tag, attrs, ...children) {
@@ -17,9 +22,20 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
-/** money formats an amount in a currency for this phone's locale. */
+/** iso isolates one agent-supplied string inline (<bdi>, HTML's bidi isolate). */
+export const iso = (v) => h("bdi", { class: "agent-text" }, v);
+
+/** fsi wraps an agent-supplied string for plain text (a notification, an
+ * aria-label): U+2068 FIRST STRONG ISOLATE ... U+2069 POP DIRECTIONAL ISOLATE. */
+export const fsi = (v) => "\u2068" + String(v) + "\u2069";
+
+/** isAmount: a JSON number or a decimal string (both are valid amounts). */
+const isAmount = (a) => typeof a === "number" || (typeof a === "string" && /^[0-9]+(\.[0-9]+)?$/.test(a));
+
+/** money formats an amount in a currency for this phone's locale, with
+ * its grouping separators; a decimal string is formatted exactly. */
 export function money(amount, currency) {
-  if (typeof amount !== "number") return String(amount);
+  if (!isAmount(amount)) return String(amount);
   if (typeof currency === "string" && /^[A-Za-z]{3}$/.test(currency)) {
     try {
       return new Intl.NumberFormat(undefined, { style: "currency", currency: currency.toUpperCase() }).format(amount);
@@ -45,7 +61,7 @@ function text(v) {
 /** rows is what one authorization_details entry asks, as [label, value, class] rows. */
 export function rows(d) {
   const out = [];
-  if (typeof d.amount === "number") out.push(["Amount", money(d.amount, d.currency), "amount"]);
+  if (isAmount(d.amount)) out.push(["Amount", money(d.amount, d.currency), "amount"]);
   const to = creditorOf(d);
   if (to) out.push(["To", to]);
   if (d.action) out.push(["Action", text(d.action)]);
@@ -53,23 +69,33 @@ export function rows(d) {
   if (d.resource) out.push(["Resource", text(d.resource)]);
   if (d.locations) out.push(["Where", text(d.locations)]);
   if (d.datatypes) out.push(["Data", text(d.datatypes)]);
-  if (d.remittanceInformation ?? d.reference) out.push(["Reference", text(d.remittanceInformation ?? d.reference)]);
+  const ref = d.remittance_information ?? d.remittanceInformation ?? d.reference;
+  if (ref) out.push(["Reference", text(ref)]);
   out.push(["Type", text(d.type)]);
   return out;
 }
 
-/** summary is one line for a list of authorization_details. */
-export function summary(details) {
-  if (!Array.isArray(details) || details.length === 0) return "Sign in for you";
-  return details.map((d) => {
-    if (typeof d.amount === "number") {
+/** summaryParts is one line for a list of authorization_details, as text
+ * pieces: ours as strings, the agent's wrapped by wrap. */
+function summaryParts(details, wrap) {
+  if (!Array.isArray(details) || details.length === 0) return ["Sign in for you"];
+  return details.flatMap((d, i) => {
+    const sep = i > 0 ? ["; "] : [];
+    if (isAmount(d.amount)) {
       const to = creditorOf(d);
-      return "Pay " + money(d.amount, d.currency) + (to ? " to " + to : "");
+      return [...sep, "Pay " + money(d.amount, d.currency), ...(to ? [" to ", wrap(to)] : [])];
     }
     const verb = d.action ? String(d.action) : String(d.type ?? "act");
-    return verb.charAt(0).toUpperCase() + verb.slice(1) + (d.resource ? " " + text(d.resource) : "");
-  }).join("; ");
+    return [...sep, wrap(verb.charAt(0).toUpperCase() + verb.slice(1)), ...(d.resource ? [" ", wrap(text(d.resource))] : [])];
+  });
 }
+
+/** summary is one line for a list of authorization_details, as nodes with
+ * every agent-supplied piece isolated. */
+export const summary = (details) => summaryParts(details, iso);
+
+/** summaryText is summary as plain text (isolates as U+2068/U+2069). */
+export const summaryText = (details) => summaryParts(details, fsi).join("");
 
 /** agentName is how an agent is named on screen. */
 export const agentName = (a) => a?.client_name || a?.client_id || "An agent";
@@ -95,13 +121,33 @@ const levels = { low: "Low", medium: "Medium", high: "High" };
 export const riskBadge = (level) =>
   h("span", { class: "risk-level risk-" + (levels[level] ? level : "high") }, (levels[level] ?? "Unknown") + " risk");
 
+/** riskCause says why the request came to the phone: the rule (or the
+ * agent's acr_values) that required it, else the score. A score under the
+ * threshold next to "High risk" would mislead. */
+export function riskCause(risk) {
+  const by = Array.isArray(risk?.required_by) ? risk.required_by : [];
+  if (by.length === 0) return h("span", { class: "muted", id: "risk-cause" }, "score " + (risk?.score ?? 0));
+  const named = by.filter((r) => r !== "acr_values");
+  const parts = [];
+  if (named.length) parts.push("required by rule" + (named.length > 1 ? "s " : " "), named.map((r, i) => [i ? ", " : "", iso(r)]));
+  if (by.includes("acr_values")) parts.push(named.length ? "; " : "", "the agent asked for your phone");
+  return h("span", { class: "muted", id: "risk-cause" }, ...parts);
+}
+
 let toastTimer = 0;
-/** toast announces a short message (a polite live region). */
+/** toast announces a short message (a polite live region) on this page;
+ * clearToast takes it away when the page changes. */
 export function toast(message) {
   const t = document.getElementById("toast");
   t.textContent = message;
   clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => { t.textContent = ""; }, 5000);
+  toastTimer = setTimeout(clearToast, 5000);
+}
+
+export function clearToast() {
+  clearTimeout(toastTimer);
+  const t = document.getElementById("toast");
+  if (t) t.textContent = "";
 }
 
 /** heading puts the view's h1 in place and moves focus to it for screen readers. */

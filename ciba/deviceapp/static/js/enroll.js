@@ -66,8 +66,9 @@ export function showEnroll(ctx, done) {
       }
       await db.saveDevice(dev);
       history.replaceState(null, "", api.root + "/app/#/");
-      done(dev, dev.push === "on" ? "Enrolled. Notifications are on." :
-        "Enrolled. Notifications are off: " + dev.push_problem + " Keep this page open: it polls for new requests.");
+      // When notifications are off, the requests page says so itself
+      // (one notice, not two).
+      done(dev, dev.push === "on" ? "Enrolled. Notifications are on." : "Enrolled.");
     } catch (e) {
       status.className = "error";
       status.textContent = e.message;

@@ -1,5 +1,5 @@
 // RFC 8785 (JSON Canonicalization Scheme) for values that came from
-// JSON.parse. The server hashes the same canonical form (ad_hash, docs/api.md).
+// JSON.parse. The server hashes the same canonical form (ad_hash).
 
 /**
  * canonicalize returns the RFC 8785 canonical JSON text of v.

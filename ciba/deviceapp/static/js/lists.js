@@ -4,15 +4,18 @@
 import * as api from "./api.js";
 import * as db from "./db.js";
 import * as push from "./push.js";
-import { agentName, clock, focusHeading, h, remaining, riskBadge, summary, toast, when } from "./dom.js";
+import { agentName, clock, focusHeading, fsi, h, iso, remaining, riskBadge, summary, summaryText, toast, when } from "./dom.js";
 
 /** POLL_MS is how often the pending list is fetched while the page is visible. */
 export const POLL_MS = 3000;
 
-function pushNote(dev) {
+/** pushNote is the one notice that notifications are off (with the
+ * browser's reason when there is one). */
+export function pushNote(dev, why = true) {
   return dev.push === "on" ? null : h("p", { class: "notice", id: "poll-note" },
-    "Notifications are off on this device, so keep this page open: it checks for new requests every few seconds. ",
-    h("a", { href: "#/device" }, "Why?"));
+    "Notifications are off on this device", dev.push_problem ? " (" + dev.push_problem.replace(/[.\s]+$/, "") + ")" : "",
+    ", so keep this page open: it checks for new requests every few seconds.",
+    why ? [" ", h("a", { href: "#/device" }, "Why?")] : null);
 }
 
 /** showRequests renders the pending requests and polls for more. */
@@ -54,8 +57,8 @@ export function showRequests(ctx) {
 
 function item(r) {
   return h("li", null, h("a", { class: "item", href: "#/requests/" + encodeURIComponent(r.id), "data-id": r.id },
-    h("span", { class: "row" }, h("strong", null, agentName(r.agent)), riskBadge(r.risk?.level)),
-    h("span", { class: "bm-small" }, r.binding_message || summary(r.authorization_details)),
+    h("span", { class: "row" }, h("strong", null, iso(agentName(r.agent))), riskBadge(r.risk?.level)),
+    h("span", { class: "bm-small", dir: "auto" }, r.binding_message || summary(r.authorization_details)),
     h("span", { class: "row" }, h("span", null, summary(r.authorization_details)),
       h("span", { class: "muted", "data-expires": r.expires_at }, ""))));
 }
@@ -68,10 +71,10 @@ export async function showHistory(ctx) {
     h("p", { class: "muted" }, "Kept on this device only."),
     entries.length === 0 ? h("p", { id: "no-history" }, "You have not decided anything on this device yet.") :
       h("ul", { class: "list", id: "history" }, entries.map((e) => h("li", { class: "card", "data-id": e.id },
-        h("p", { class: "row" }, h("strong", null, agentName(e.agent)),
+        h("p", { class: "row" }, h("strong", null, iso(agentName(e.agent))),
           h("span", { class: "status-" + e.status }, e.decision === "approve" ? "Approved" : "Denied")),
-        e.binding_message ? h("p", { class: "bm-small" }, e.binding_message) : null,
-        h("p", null, e.summary),
+        e.binding_message ? h("p", { class: "bm-small", dir: "auto" }, e.binding_message) : null,
+        h("p", { dir: "auto" }, e.summary),
         h("p", { class: "muted" }, when(e.decided_at))))));
   focusHeading(ctx.main);
 }
@@ -99,9 +102,9 @@ export async function showAgents(ctx) {
   list.replaceChildren(...grants.map((g) => {
     const name = g.client_name || g.client_id;
     const button = h("button", { class: "secondary", type: "button", "data-grant": g.grant_id,
-      "aria-label": "Revoke " + name + ": " + summary(g.authorization_details) }, "Revoke");
+      "aria-label": "Revoke " + fsi(name) + ": " + summaryText(g.authorization_details) }, "Revoke");
     const li = h("li", { class: "card", "data-grant": g.grant_id },
-      h("h2", null, name),
+      h("h2", { dir: "auto" }, name),
       h("p", null, summary(g.authorization_details)),
       h("p", { class: "muted" }, "Scope ", h("code", null, g.scope || "openid")),
       h("p", { class: "muted" }, "Approved ", when(g.created_at), g.expires_at ? " · until " + when(g.expires_at) : ""),
@@ -110,7 +113,7 @@ export async function showAgents(ctx) {
       button.disabled = true;
       try {
         await api.revokeGrant(ctx.dev, g.grant_id);
-        li.replaceChildren(h("p", { class: "status-denied", role: "status" }, "Revoked: " + name + " no longer has this access."));
+        li.replaceChildren(h("p", { class: "status-denied", role: "status" }, "Revoked: ", iso(name), " no longer has this access."));
         li.dataset.revoked = "true";
         toast("Revoked");
       } catch (e) {
@@ -162,12 +165,12 @@ export function showDevice(ctx) {
   });
   ctx.main.replaceChildren(h("h1", null, "This device"),
     h("dl", { class: "details" },
-      h("dt", null, "Name"), h("dd", { id: "device-name" }, dev.name),
+      h("dt", null, "Name"), h("dd", { id: "device-name", dir: "auto" }, dev.name),
       h("dt", null, "For"), h("dd", null, dev.user_id),
       h("dt", null, "Device id"), h("dd", null, h("code", null, dev.device_id)),
       h("dt", null, "Enrolled"), h("dd", null, when(dev.enrolled_at)),
       h("dt", null, "Notifications"), h("dd", { id: "push-state" }, dev.push === "on" ? "On" : "Off: this page polls")),
-    dev.push === "on" ? null : h("p", { class: "notice" }, dev.push_problem || "The browser gave no push subscription."),
+    pushNote(dev, false),
     h("p", { class: "muted" }, "The signing key of this device cannot leave this browser. Requests are checked every few seconds while the page is open."),
     h("div", { class: "actions" }, enable), out,
     h("h2", null, "Remove"),

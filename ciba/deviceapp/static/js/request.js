@@ -3,7 +3,7 @@
 
 import * as api from "./api.js";
 import * as db from "./db.js";
-import { agentName, clock, focusHeading, h, remaining, riskBadge, rows, summary, toast } from "./dom.js";
+import { agentName, clock, focusHeading, h, iso, remaining, riskBadge, riskCause, rows, summary, summaryText, toast } from "./dom.js";
 
 const outcomes = {
   approved: "Approved. The agent receives the access it asked for.",
@@ -89,7 +89,7 @@ function render(ctx, view) {
       const result = await api.decide(ctx.dev, view, decision);
       await db.remember({
         id: view.id, decision, decided_at: new Date().toISOString(), agent,
-        binding_message: view.binding_message ?? "", summary: summary(details), status: result.status,
+        binding_message: view.binding_message ?? "", summary: summaryText(details), status: result.status,
       });
       if (!ctx.live()) return;
       settle(result.status);
@@ -115,24 +115,23 @@ function render(ctx, view) {
   const reasons = view.risk?.reasons ?? [];
   ctx.main.replaceChildren(h("article", { class: "request", "aria-labelledby": "request-title" },
     h("p", { class: "eyebrow" }, "Approval request"),
-    h("h1", { id: "request-title" }, agentName(agent), " asks: ", summary(details)),
+    h("h1", { id: "request-title" }, iso(agentName(agent)), " asks: ", summary(details)),
     h("p", { class: "muted", id: "agent-owner" },
-      agent.owner ? "Agent run by " + agent.owner : "Agent", " · ", h("code", null, agent.client_id ?? "")),
+      agent.owner ? ["Agent run by ", iso(agent.owner)] : "Agent", " · ", h("code", { dir: "auto" }, agent.client_id ?? "")),
     h("section", { class: "binding", "aria-labelledby": "bm-label" },
       h("h2", { id: "bm-label" }, "Message on the agent's screen"),
-      h("p", { class: "bm", id: "binding-message" }, view.binding_message || "(none)"),
+      h("p", { class: "bm", id: "binding-message", dir: "auto" }, view.binding_message || "(none)"),
       h("p", { class: "hint" }, "Approve only if this matches what the agent shows you.")),
     h("section", { "aria-labelledby": "what-label" },
       h("h2", { id: "what-label" }, "What it may do"),
       details.length === 0 ? h("p", null, "Sign in on your behalf.") : null,
       details.map((d) => h("div", { class: "card" },
-        h("dl", { class: "details" }, rows(d).map(([k, v, cls]) => [h("dt", null, k), h("dd", { class: cls }, v)])))),
+        h("dl", { class: "details" }, rows(d).map(([k, v, cls]) => [h("dt", null, k), h("dd", { class: cls, dir: "auto" }, v)])))),
       h("details", null, h("summary", null, "Exact request"),
-        h("pre", null, JSON.stringify(details, null, 2)))),
+        h("pre", { dir: "auto" }, JSON.stringify(details, null, 2)))),
     h("section", { class: "card", "aria-labelledby": "risk-label", id: "risk" },
-      h("h2", { id: "risk-label" }, riskBadge(view.risk?.level), " ",
-        h("span", { class: "muted" }, "score " + (view.risk?.score ?? 0))),
-      reasons.length ? h("ul", { class: "reasons" }, reasons.map((r) => h("li", { "data-rule": r.rule }, r.reason || r.rule)))
+      h("h2", { id: "risk-label" }, riskBadge(view.risk?.level), " · ", riskCause(view.risk)),
+      reasons.length ? h("ul", { class: "reasons" }, reasons.map((r) => h("li", { "data-rule": r.rule, dir: "auto" }, r.reason || r.rule)))
         : h("p", { class: "muted" }, "No rule gave a reason.")),
     countdown, actions, status,
     h("p", null, h("a", { href: "#/" }, "All requests"))));

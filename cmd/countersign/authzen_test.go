@@ -66,7 +66,7 @@ func (tn *testNode) evaluate(path, id, secret string, body any) reply {
 	return tn.do(req)
 }
 
-func startWithRules(t *testing.T, ruleset string) *testNode {
+func startWithRules(t testing.TB, ruleset string) *testNode {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "rules.yaml")
 	if err := os.WriteFile(path, []byte(ruleset), 0o600); err != nil {

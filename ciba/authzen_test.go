@@ -1,8 +1,8 @@
 package ciba
 
 import (
-	"errors"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -46,7 +46,9 @@ func TestEvaluationOfRequiresTheThreeObjects(t *testing.T) {
 }
 
 func TestDecisionOfMapsEveryPath(t *testing.T) {
-	match := func(id, decision, reason string) rules.Match { return rules.Match{ID: id, Decision: decision, Reason: reason} }
+	match := func(id, decision, reason string) rules.Match {
+		return rules.Match{ID: id, Decision: decision, Reason: reason}
+	}
 	for _, c := range []struct {
 		path    string
 		matches []rules.Match

@@ -43,6 +43,13 @@ func (in *Input) boundsViolation() string {
 		return "user.attributes has more than MaxAttributes keys"
 	case len(ac.Details) > MaxDetails:
 		return "action.details has more than MaxDetails entries"
+	case len(r.AuthZEN) > 4:
+		return "request.authzen has more than its four objects"
+	}
+	for _, v := range r.AuthZEN {
+		if !nestedWithin(v, 1) {
+			return "a value in request.authzen exceeds MaxNested, MaxStringLen or the nesting depth"
+		}
 	}
 	for k, v := range u.Attributes {
 		if !shortString(k) || !nestedWithin(v, 1) {

@@ -92,6 +92,7 @@ var boundsByPath = map[string]uint64{
 	"action.types":          MaxDetails,
 	"action.actions":        MaxDetails,
 	"action.acr_values":     MaxACRValues,
+	"request.authzen":       4, // subject, action, resource, context
 }
 
 func (costEstimator) EstimateSize(node checker.AstNode) *checker.SizeEstimate {

@@ -72,16 +72,21 @@ type Action struct {
 
 // Request is the CEL variable `request`: the transport context.
 type Request struct {
-	Kind      string    `cel:"kind" json:"kind"` // KindCIBA or KindTokenExchange
+	Kind      string    `cel:"kind" json:"kind"` // KindCIBA, KindTokenExchange or KindAuthZEN
 	IP        string    `cel:"ip" json:"ip"`
 	UserAgent string    `cel:"user_agent" json:"user_agent"`
 	Time      time.Time `cel:"time" json:"time"`
+	// AuthZEN holds an AuthZEN evaluation's "subject", "action",
+	// "resource" and "context" objects exactly as the PEP sent them (a map
+	// of dyn; empty for other kinds).
+	AuthZEN map[string]any `cel:"authzen" json:"authzen,omitempty"`
 }
 
 // Request kinds (RULES.md).
 const (
 	KindCIBA          = "ciba"
 	KindTokenExchange = "token_exchange"
+	KindAuthZEN       = "authzen"
 )
 
 // Signals is the CEL variable `signals`: counters read from the store. Only

@@ -73,6 +73,7 @@ var (
 		{"ip", types.StringType, func(o any) any { return o.(*Request).IP }},
 		{"user_agent", types.StringType, func(o any) any { return o.(*Request).UserAgent }},
 		{"time", types.TimestampType, func(o any) any { return o.(*Request).Time }},
+		{"authzen", dynMap, func(o any) any { return o.(*Request).AuthZEN }},
 	})
 	signalsType = newObjectType("Signals", reflect.TypeFor[Signals](), []fieldDef{
 		{SignalAgentRequests1h, types.IntType, func(o any) any { return o.(*Signals).AgentRequests1h }},

@@ -48,6 +48,7 @@ type ClientView struct {
 	DelegatesTo               []string        `json:"delegates_to,omitempty"`
 	MaxDelegationDepth        int             `json:"max_delegation_depth"`
 	ResourceServer            bool            `json:"resource_server"`
+	PolicyEnforcementPoint    bool            `json:"policy_enforcement_point"`
 	DPoPBoundAccessTokens     bool            `json:"dpop_bound_access_tokens"`
 	AllowPrivateNotifications bool            `json:"allow_private_notification_endpoint,omitempty"`
 	Disabled                  bool            `json:"disabled"`
@@ -71,6 +72,7 @@ type clientFields struct {
 	DelegatesTo               *[]string        `json:"delegates_to"`
 	MaxDelegationDepth        *int             `json:"max_delegation_depth"`
 	ResourceServer            *bool            `json:"resource_server"`
+	PolicyEnforcementPoint    *bool            `json:"policy_enforcement_point"`
 	DPoPBoundAccessTokens     *bool            `json:"dpop_bound_access_tokens"`
 	AllowPrivateNotifications *bool            `json:"allow_private_notification_endpoint"`
 	Disabled                  *bool            `json:"disabled"`
@@ -267,6 +269,9 @@ func apply(c *store.Client, f *clientFields) {
 	if f.ResourceServer != nil {
 		c.ResourceServer = *f.ResourceServer
 	}
+	if f.PolicyEnforcementPoint != nil {
+		c.PolicyEnforcementPoint = *f.PolicyEnforcementPoint
+	}
 	if f.DPoPBoundAccessTokens != nil {
 		c.DPoPBoundAccessTokens = *f.DPoPBoundAccessTokens
 	}
@@ -351,6 +356,6 @@ func view(c *store.Client) *ClientView {
 		DeliveryMode: c.DeliveryMode, NotificationEndpoint: c.NotificationEndpoint, RequestSigningAlg: c.RequestSigningAlg,
 		UserCodeParameter: c.UserCodeParameter, GrantTypes: c.GrantTypes, Scope: c.Scope, Agent: c.Agent,
 		DelegatesTo: c.DelegatesTo, MaxDelegationDepth: c.MaxDelegationDepth, ResourceServer: c.ResourceServer,
-		DPoPBoundAccessTokens: c.DPoPBoundAccessTokens, AllowPrivateNotifications: c.AllowPrivateNotifications,
+		PolicyEnforcementPoint: c.PolicyEnforcementPoint, DPoPBoundAccessTokens: c.DPoPBoundAccessTokens, AllowPrivateNotifications: c.AllowPrivateNotifications,
 		Disabled: c.Disabled, CreatedAt: c.CreatedAt}
 }

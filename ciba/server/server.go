@@ -91,6 +91,7 @@ func New(d Deps) *echo.Echo {
 		s.rulesRoutes(a, d.Rules)
 	}
 	s.deviceRoutes(e)
+	s.authzenRoutes(e)
 	app := echo.WrapHandler(deviceapp.Handler())
 	e.GET("/app", app)
 	e.Any("/app/*", app)

@@ -187,7 +187,7 @@ func (db *DB) LastDecisions(ctx context.Context, n int) ([]Event, error) {
 				if err != nil {
 					return nil, err
 				}
-				if se.event.Type == "risk.decision" || se.event.Type == "request.denied" && len(se.event.Input) > 0 {
+				if se.event.Type == "risk.decision" || se.event.Type == "authzen.decision" || se.event.Type == "request.denied" && len(se.event.Input) > 0 {
 					all = append(all, se)
 					if found++; found == n {
 						break

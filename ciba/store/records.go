@@ -29,6 +29,7 @@ type Client struct {
 	DelegatesTo               []string        `json:"delegates_to,omitempty"`
 	MaxDelegationDepth        int             `json:"max_delegation_depth,omitempty"`
 	ResourceServer            bool            `json:"resource_server,omitempty"`
+	PolicyEnforcementPoint    bool            `json:"policy_enforcement_point,omitempty"`
 	DPoPBoundAccessTokens     bool            `json:"dpop_bound_access_tokens,omitempty"`
 	AllowPrivateNotifications bool            `json:"allow_private_notification_endpoint,omitempty"`
 	Disabled                  bool            `json:"disabled,omitempty"`

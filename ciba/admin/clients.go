@@ -122,9 +122,10 @@ func (s *Service) CreateClient(ctx context.Context, body []byte) (*ClientView, e
 	if !validClientID(c.ID) {
 		return nil, meta("client_id must be 1-128 characters of letters, digits and ._:-")
 	}
-	if f.GrantTypes == nil && f.ResourceServer != nil && *f.ResourceServer {
-		// A resource server introspects and revokes; it obtains no token
-		// unless grant_types says so.
+	if f.GrantTypes == nil && (f.ResourceServer != nil && *f.ResourceServer || f.PolicyEnforcementPoint != nil && *f.PolicyEnforcementPoint) {
+		// A resource server introspects and revokes, a policy enforcement
+		// point asks for decisions; neither obtains a token unless
+		// grant_types says so.
 		c.GrantTypes = []string{}
 	}
 	apply(c, &f)
@@ -308,8 +309,8 @@ func (s *Service) validate(c *store.Client) error {
 			return meta("backchannel_authentication_request_signing_alg must be an asymmetric alg and jwks must be registered")
 		}
 	}
-	if len(c.GrantTypes) == 0 && !c.ResourceServer {
-		return meta("grant_types must not be empty (only a resource server may have none)")
+	if len(c.GrantTypes) == 0 && !c.ResourceServer && !c.PolicyEnforcementPoint {
+		return meta("grant_types must not be empty (only a resource server or a policy enforcement point may have none)")
 	}
 	for _, g := range c.GrantTypes {
 		if g != oauth.GrantCIBA && g != oauth.GrantTokenExchange {

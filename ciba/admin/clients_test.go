@@ -18,9 +18,11 @@ func TestResourceServerGrants(t *testing.T) {
 		{`{"client_id":"rs-empty","resource_server":true,"grant_types":[]}`, `[]`, ""},
 		{`{"client_id":"rs-default","resource_server":true}`, `[]`, ""},
 		{`{"client_id":"rs-ciba","resource_server":true,"grant_types":["urn:openid:params:grant-type:ciba"]}`, `["urn:openid:params:grant-type:ciba"]`, ""},
+		{`{"client_id":"pep-default","policy_enforcement_point":true}`, `[]`, ""},
+		{`{"client_id":"pep-ciba","policy_enforcement_point":true,"grant_types":["urn:openid:params:grant-type:ciba"]}`, `["urn:openid:params:grant-type:ciba"]`, ""},
 		{`{"client_id":"agent-default"}`, `["urn:openid:params:grant-type:ciba"]`, ""},
 		{`{"client_id":"agent-rs-false","resource_server":false}`, `["urn:openid:params:grant-type:ciba"]`, ""},
-		{`{"client_id":"agent-empty","grant_types":[]}`, ``, "invalid_client_metadata: grant_types must not be empty (only a resource server may have none)"},
+		{`{"client_id":"agent-empty","grant_types":[]}`, ``, "invalid_client_metadata: grant_types must not be empty (only a resource server or a policy enforcement point may have none)"},
 	}
 	for _, c := range cases {
 		v, err := s.CreateClient(context.Background(), []byte(c.body))

@@ -23,6 +23,25 @@ type Rules struct {
 	DB *store.DB
 	// AdminName is recorded as activated_by (COUNTERSIGN_ADMIN_NAME).
 	AdminName string
+	// Applier puts a change in force on this node before the call answers
+	// (nil: the node follows by pub/sub only).
+	Applier Applier
+}
+
+// Applier puts the stored active ruleset and shadow in force on this node
+// (rulesync.Syncer). It is called after the change is committed, so it
+// reports nothing: a failure is the applier's to log, and the node still
+// follows the stored state on its next pub/sub message or periodic check.
+type Applier interface {
+	Apply(ctx context.Context)
+}
+
+// apply puts a committed change in force here, so that a request this node
+// answers after the admin call returns is decided by it (issue 13 item 4).
+func (r *Rules) apply(ctx context.Context) {
+	if r.Applier != nil {
+		r.Applier.Apply(ctx)
+	}
 }
 
 // Limits of the simulate request.
@@ -341,6 +360,7 @@ func (r *Rules) Activate(ctx context.Context, body []byte) (*VersionRef, error) 
 	if err != nil {
 		return nil, err
 	}
+	r.apply(ctx)
 	return &VersionRef{Version: v}, nil
 }
 
@@ -365,6 +385,7 @@ func (r *Rules) Rollback(ctx context.Context, body []byte) (*VersionRef, error) 
 		}
 		return nil, err
 	}
+	r.apply(ctx)
 	return &VersionRef{Version: *b.Version}, nil
 }
 
@@ -387,6 +408,7 @@ func (r *Rules) SetShadow(ctx context.Context, body []byte) (*ShadowView, error)
 	if err := r.DB.SetShadowRuleset(ctx, store.ShadowRuleset{Name: rs.Name, Digest: rs.Digest, Source: rs.Source, SetBy: r.AdminName}); err != nil {
 		return nil, err
 	}
+	r.apply(ctx)
 	return r.Shadow(ctx)
 }
 
@@ -398,6 +420,7 @@ func (r *Rules) ClearShadow(ctx context.Context) error {
 		}
 		return err
 	}
+	r.apply(ctx)
 	return nil
 }
 

@@ -408,3 +408,29 @@ func TestRulesRuntimeErrorsFailClosed(t *testing.T) {
 		t.Fatalf("recorded decision: %v", risk)
 	}
 }
+
+// An activation or a rollback is in force on the node that answered it as
+// soon as the call returns: a deny rule activated there refuses the very
+// next request, and after the rollback the next one passes again. Repeated,
+// because without the swap before the answer pub/sub only sometimes wins.
+func TestRulesActivationInForceWhenTheCallReturns(t *testing.T) {
+	tn := startNode(t, nil)
+	id, secret := setup(t, tn)
+	for i := range 5 {
+		r := tn.admin("PUT", "/admin/rules", map[string]any{"ruleset": noPayments})
+		if r.Status != 200 {
+			t.Fatalf("activate: %s", r.Raw)
+		}
+		r = rulesPay(tn, id, secret)
+		wantError(t, r, 403, "access_denied")
+		if !strings.Contains(r.str("error_description"), "no-payments") {
+			t.Fatalf("round %d: deny description: %s", i, r.Raw)
+		}
+		if r := tn.admin("POST", "/admin/rules/rollback", map[string]any{"version": 1}); r.Status != 200 {
+			t.Fatalf("rollback: %s", r.Raw)
+		}
+		if r := rulesPay(tn, id, secret); r.Status != 200 {
+			t.Fatalf("round %d: payment right after the rollback: %d %s", i, r.Status, r.Raw)
+		}
+	}
+}

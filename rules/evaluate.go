@@ -126,13 +126,7 @@ func (rs *Ruleset) EvaluateContext(ctx context.Context, in *Input) (out Outcome)
 	if in == nil {
 		in = &Input{}
 	}
-	act := &activation{in: in, user: &in.User, bounded: in.boundsViolation() == ""}
-	if in.User.Timezone == "" {
-		// docs/rules.md "The CEL environment": user.timezone defaults to UTC.
-		u := in.User
-		u.Timezone = "UTC"
-		act.user = &u
-	}
+	act := newActivation(in)
 	var f flags
 	out.Rules = make([]Match, 0, 4)
 	// Step 1: every rule is evaluated; the outcome lists every match.

@@ -142,3 +142,59 @@ func TestDeadlineFailsClosed(t *testing.T) {
 		t.Fatalf("within the default deadline: %+v", out)
 	}
 }
+
+// slowRules has one rule within the cost model but slow on a long binding
+// message (a 243-instruction pattern over 1,024 characters: about 350 µs
+// on a loaded CI machine, ten times the limit the test sets), one fast rule
+// and one fast context check (well under a microsecond).
+const slowRules = `rules:
+  - id: fast
+    when: agent.delegation_depth > 1
+    score: 1
+    reason: r
+  - id: slow
+    when: action.binding_message.matches(r'(\pL|\pN|\pP|\pS|\pM){80}$')
+    score: 1
+    reason: r
+context_checks:
+  - id: quick
+    require: size(action.scopes) < 3
+    reason: r
+`
+
+// Validation runs every rule on sample inputs at the bounds and refuses one
+// slower than the limit, naming it at its expression; fast rules pass.
+func TestCheckSpeedRefusesSlowRules(t *testing.T) {
+	rs := mustLoad(t, ruleset(slowRules))
+	ps := rs.CheckSpeed(30 * time.Microsecond)
+	if len(ps) != 1 || ps[0].Rule != "slow" || ps[0].Line != 9 || ps[0].Column != 11 ||
+		!strings.Contains(ps[0].Message, "at most 30µs is allowed") {
+		t.Fatalf("problems %+v, want one for rule slow at 9:11", ps)
+	}
+	if ps := Default().CheckSpeed(0); len(ps) != 0 {
+		t.Fatalf("the default ruleset is too slow: %+v", ps)
+	}
+}
+
+// The synthetic inputs set the keys the rules name, so a rule that is slow
+// only on a user attribute it reads is found too.
+func TestCheckSpeedUsesTheNamedKeys(t *testing.T) {
+	rs := mustLoad(t, ruleset(`rules:
+  - id: nets
+    when: in_networks(request.ip, user.attributes.?office_networks.orValue([]))
+    score: 1
+    reason: r
+`))
+	var found bool
+	for _, in := range rs.sampleInputs() {
+		if nets, ok := in.User.Attributes["office_networks"].([]any); ok && len(nets) == MaxNested {
+			found = true
+		}
+		if in.boundsViolation() != "" {
+			t.Errorf("a sample input is out of bounds: %s", in.boundsViolation())
+		}
+	}
+	if !found {
+		t.Fatal("no sample input sets user.attributes.office_networks to a full CIDR list")
+	}
+}

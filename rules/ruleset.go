@@ -61,13 +61,15 @@ type rule struct {
 	when       *program
 	reasonExpr *program // nil when the reason is static
 	asts       []*cel.Ast
+	line, col  int // where its when expression starts
 }
 
 type check struct {
-	id      string
-	reason  string
-	require *program
-	asts    []*cel.Ast
+	id        string
+	reason    string
+	require   *program
+	asts      []*cel.Ast
+	line, col int // where its require expression starts
 }
 
 // RuleIDs returns the ids of the rules, in file order.
@@ -321,7 +323,7 @@ func (l *loader) rule(n *yaml.Node) *rule {
 	if n.Kind != yaml.MappingNode {
 		return nil
 	}
-	r := &rule{id: l.id("rule", f, n)}
+	r := &rule{id: l.id("rule", f, n), line: n.Line, col: n.Column}
 	l.ruleIDs[r.id] = true
 	if e, ok := f["description"]; ok {
 		l.str(r.id, "description", e.val)
@@ -330,6 +332,7 @@ func (l *loader) rule(n *yaml.Node) *rule {
 		l.at(r.id, n, "when is required")
 	} else if ast, prg := l.expr(r.id, "when", e.val, cel.BoolType); prg != nil {
 		r.when, r.asts = prg, append(r.asts, ast)
+		r.line, r.col = e.val.Line, e.val.Column
 	}
 	score, hasScore := f["score"]
 	decision, hasDecision := f["decision"]
@@ -373,7 +376,7 @@ func (l *loader) check(n *yaml.Node) *check {
 	if n.Kind != yaml.MappingNode {
 		return nil
 	}
-	c := &check{id: l.id("context check", f, n)}
+	c := &check{id: l.id("context check", f, n), line: n.Line, col: n.Column}
 	if e, ok := f["description"]; ok {
 		l.str(c.id, "description", e.val)
 	}
@@ -381,6 +384,7 @@ func (l *loader) check(n *yaml.Node) *check {
 		l.at(c.id, n, "require is required")
 	} else if ast, prg := l.expr(c.id, "require", e.val, cel.BoolType); prg != nil {
 		c.require, c.asts = prg, append(c.asts, ast)
+		c.line, c.col = e.val.Line, e.val.Column
 	}
 	if e, ok := f["reason"]; !ok {
 		l.at(c.id, n, "a context check needs a reason: the user sees it when the check fails")

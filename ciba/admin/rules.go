@@ -14,7 +14,7 @@ import (
 	"github.com/countersign/countersign/rules"
 )
 
-// Rules are the administrator's ruleset use cases (API.md "Admins",
+// Rules are the administrator's ruleset use cases (docs/api.md "Admins",
 // Rules; issue 8): validate, test, simulate, activate, list versions, roll
 // back, and shadow mode. A ruleset is refused unless it compiles and its
 // own tests pass; every node then uses an activation within a second
@@ -26,6 +26,9 @@ type Rules struct {
 	// Applier puts a change in force on this node before the call answers
 	// (nil: the node follows by pub/sub only).
 	Applier Applier
+	// RuleTimeLimit is the longest a rule may take on a sample input for
+	// its ruleset to be accepted (zero: rules.DefaultRuleTimeLimit).
+	RuleTimeLimit time.Duration
 }
 
 // Applier puts the stored active ruleset and shadow in force on this node
@@ -126,7 +129,7 @@ func needRuleset(b *rulesBody) (string, error) {
 }
 
 // compile loads a ruleset; an invalid one is 400 invalid_ruleset with every
-// problem (API.md POST /admin/rules/validate).
+// problem (docs/api.md POST /admin/rules/validate).
 func compile(src string) (*rules.Ruleset, error) {
 	rs, err := rules.Load([]byte(src))
 	var ps *rules.Problems
@@ -134,6 +137,20 @@ func compile(src string) (*rules.Ruleset, error) {
 		return nil, invalid(ps.List)
 	}
 	return rs, err
+}
+
+// runnable compiles a ruleset that may run on live traffic (active or
+// shadow): besides compiling, no rule may be slower than RuleTimeLimit on
+// the sample inputs (issue 13 item 5: a rule cannot stall a node).
+func (r *Rules) runnable(src string) (*rules.Ruleset, error) {
+	rs, err := compile(src)
+	if err != nil {
+		return nil, err
+	}
+	if ps := rs.CheckSpeed(r.RuleTimeLimit); len(ps) > 0 {
+		return nil, invalid(ps)
+	}
+	return rs, nil
 }
 
 func invalid(list []rules.Problem) error {
@@ -148,8 +165,8 @@ func invalid(list []rules.Problem) error {
 
 // tested compiles a ruleset and runs its tests; a failing test is a
 // problem (issue 8: a failing test blocks activation).
-func tested(src string) (*rules.Ruleset, []rules.TestResult, error) {
-	rs, err := compile(src)
+func (r *Rules) tested(src string) (*rules.Ruleset, []rules.TestResult, error) {
+	rs, err := r.runnable(src)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -220,7 +237,7 @@ func (r *Rules) Validate(_ context.Context, body []byte) (*Validation, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs, results, err := tested(src)
+	rs, results, err := r.tested(src)
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +274,7 @@ func (r *Rules) Test(ctx context.Context, body []byte) (*TestReport, error) {
 // Simulate evaluates a candidate next to the active ruleset over given
 // inputs or the last N audited decisions (POST /admin/rules/simulate).
 // Given inputs get their action fields derived from details and
-// request.time defaulted as ruleset tests do (RULES.md "Tests in a
+// request.time defaulted as ruleset tests do (docs/rules.md "Tests in a
 // ruleset"); recorded inputs are used as recorded, signals included.
 func (r *Rules) Simulate(ctx context.Context, body []byte) (*rules.SimReport, error) {
 	b, err := decodeRules(body, "ruleset", "requests", "last")
@@ -351,7 +368,7 @@ func (r *Rules) Activate(ctx context.Context, body []byte) (*VersionRef, error) 
 	if len(b.Comment) > maxComment {
 		return nil, oauth.New(oauth.InvalidRequest, "comment is over %d bytes", maxComment)
 	}
-	rs, _, err := tested(src)
+	rs, _, err := r.tested(src)
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +418,7 @@ func (r *Rules) SetShadow(ctx context.Context, body []byte) (*ShadowView, error)
 	if err != nil {
 		return nil, err
 	}
-	rs, err := compile(src)
+	rs, err := r.runnable(src)
 	if err != nil {
 		return nil, err
 	}

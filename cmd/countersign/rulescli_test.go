@@ -108,3 +108,33 @@ func TestRulesCLI(t *testing.T) {
 		t.Fatalf("unknown verb: %d", code)
 	}
 }
+
+// A command missing its argument says which one, and --output is named
+// the same everywhere (table|json, as for the other admin commands).
+func TestRulesCLIUsage(t *testing.T) {
+	tn := startNode(t, nil)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"rollback"}, "countersign rules rollback: VERSION is missing: the version to make active again (see countersign rules versions)\n"},
+		{[]string{"push"}, "countersign rules push: FILE is missing: the ruleset YAML file\n"},
+		{[]string{"simulate", "--last", "3"}, "countersign rules simulate: FILE is missing: the ruleset YAML file\n"},
+		{[]string{"rollback", "1", "2"}, "countersign rules rollback: takes one VERSION, got 2 arguments\n"},
+		{[]string{"versions", "3"}, "countersign rules versions: takes no argument, got \"3\"\n"},
+		{[]string{"validate"}, "countersign rules validate: takes one FILE, the ruleset YAML file\n"},
+		{[]string{"show", "--output", "human-readable"}, "countersign rules: --output must be table or json, not \"human-readable\"\n"},
+	} {
+		code, out, errOut := tn.rulesCLI(nil, c.args...)
+		if code != 2 || out != "" || !strings.HasPrefix(errOut, c.want) {
+			t.Errorf("%v: %d %q %q", c.args, code, out, errOut)
+		}
+	}
+	if !strings.Contains(rulesUsage, "--output table|json") || strings.Contains(rulesUsage, "human") ||
+		!strings.Contains(adminUsage, "--output table|json") {
+		t.Errorf("usage texts disagree on --output:\n%s\n%s", rulesUsage, adminUsage)
+	}
+	if code, out, errOut := tn.rulesCLI(nil, "versions", "--output", "table"); code != 0 || !strings.HasPrefix(out, "VERSION") {
+		t.Errorf("--output table: %d %q %q", code, out, errOut)
+	}
+}

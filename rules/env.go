@@ -37,6 +37,9 @@ const (
 	MaxChecks        = 50   // context checks in one ruleset
 	MaxTests         = 500  // tests in one ruleset
 	MaxExpressionLen = 2048 // bytes in one expression (2 KiB)
+	// MaxYAMLNodes bounds the YAML tree of a ruleset once its aliases are
+	// expanded; the largest ruleset the other limits allow has far fewer.
+	MaxYAMLNodes = 100_000
 	// MaxEstimatedCost is the largest worst-case cost, estimated at load
 	// with the input bounds above, that one expression may have.
 	MaxEstimatedCost = 100_000

@@ -198,3 +198,28 @@ func TestCheckSpeedUsesTheNamedKeys(t *testing.T) {
 		t.Fatal("no sample input sets user.attributes.office_networks to a full CIDR list")
 	}
 }
+
+// An alias bomb (each level ten aliases of the one before) is refused at
+// once, before the loader walks the expanded tree; moderate aliasing works.
+func TestAliasBombRefused(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("tests:\n  - name: t\n    expect: {path: policy}\n    input:\n      user:\n        attributes:\n")
+	b.WriteString("          l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n")
+	for i := 1; i <= 8; i++ {
+		fmt.Fprintf(&b, "          l%d: &l%d [%s]\n", i, i, strings.Repeat(fmt.Sprintf("*l%d, ", i-1), 9)+fmt.Sprintf("*l%d", i-1))
+	}
+	ps := problemsOf(t, ruleset(b.String()))
+	if len(ps) != 1 || ps[0].Line != 1 || !strings.Contains(ps[0].Message, "at most 100000 are allowed") {
+		t.Fatalf("problems %+v", ps)
+	}
+	mustLoad(t, ruleset(`rules:
+  - &r {id: a, when: 'true', score: 1, reason: r}
+tests:
+  - name: t
+    input: &in {action: {details: [{type: x}]}}
+    expect: {path: policy}
+  - name: u
+    input: *in
+    expect: {path: policy}
+`))
+}

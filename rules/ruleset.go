@@ -115,6 +115,12 @@ func Load(src []byte) (*Ruleset, error) {
 		return nil, &Problems{List: []Problem{{Line: 1, Column: 1, Message: "the ruleset is empty"}}}
 	}
 	resolveAliases(&doc, map[*yaml.Node]bool{})
+	// Aliases share nodes, and the loader walks the expanded tree: refuse
+	// a file whose tree is far larger than any real ruleset (an alias bomb).
+	if n := expandedSize(&doc, map[*yaml.Node]int{}); n > MaxYAMLNodes {
+		return nil, &Problems{List: []Problem{{Line: 1, Column: 1, Message: fmt.Sprintf(
+			"the ruleset expands to more than %d YAML nodes (through aliases): at most %d are allowed", n, MaxYAMLNodes)}}}
+	}
 	l.load(rs, doc.Content[0])
 	if len(l.problems.List) > 0 {
 		l.problems.sort()
@@ -201,6 +207,22 @@ func resolveAliases(n *yaml.Node, seen map[*yaml.Node]bool) {
 		n.Content[i] = c
 		resolveAliases(c, seen)
 	}
+}
+
+// expandedSize is the number of nodes of the tree below n with every alias
+// expanded, counted in time linear in the distinct nodes (memo), and capped
+// past MaxYAMLNodes so the sum cannot overflow.
+func expandedSize(n *yaml.Node, memo map[*yaml.Node]int) int {
+	if v, ok := memo[n]; ok {
+		return v
+	}
+	memo[n] = MaxYAMLNodes + 1 // a cycle counts as too large
+	size := 1
+	for _, c := range n.Content {
+		size = min(size+expandedSize(c, memo), MaxYAMLNodes+1)
+	}
+	memo[n] = size
+	return size
 }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }

@@ -170,8 +170,11 @@ func problemLine(file string, line, col int, rule, msg string) string {
 	if file != "" {
 		b.WriteString(file + ":")
 	}
-	if line > 0 {
+	switch {
+	case line > 0 && col > 0:
 		fmt.Fprintf(&b, "%d:%d:", line, col)
+	case line > 0:
+		fmt.Fprintf(&b, "%d:", line)
 	}
 	if b.Len() > 0 {
 		b.WriteString(" ")

@@ -37,7 +37,7 @@ func rulesCommand(ctx context.Context, args []string, getenv func(string) string
 		var ps *rules.Problems
 		if errors.As(err, &ps) {
 			for _, p := range ps.List {
-				fmt.Fprintf(stderr, "%s:%d:%d: %s: %s\n", args[1], p.Line, p.Column, p.Rule, p.Message)
+				fmt.Fprintln(stderr, problemLine(args[1], p.Line, p.Column, p.Rule, p.Message))
 			}
 			return 1
 		}
@@ -48,7 +48,7 @@ func rulesCommand(ctx context.Context, args []string, getenv func(string) string
 	if args[0] == "validate" {
 		if ps := rs.CheckSpeed(0); len(ps) > 0 {
 			for _, p := range ps {
-				fmt.Fprintf(stderr, "%s:%d:%d: %s: %s\n", args[1], p.Line, p.Column, p.Rule, p.Message)
+				fmt.Fprintln(stderr, problemLine(args[1], p.Line, p.Column, p.Rule, p.Message))
 			}
 			return 1
 		}

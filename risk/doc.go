@@ -1,7 +1,7 @@
 // Package risk turns an agent request into a Decision: it reads the signals
 // the active ruleset references (one SignalReader call, skipped when the
 // rules read none), fills them into the input and evaluates the rules
-// (DESIGN.md "Risk engine"; RULES.md "How a decision is reached").
+// (docs/rules.md "How a decision is reached").
 //
 // What it owns: the Engine, which holds the active ruleset (and an optional
 // shadow ruleset) in atomic pointers, so a rules activation swaps them
@@ -10,7 +10,7 @@
 //
 // What it deliberately does not do: it knows nothing of HTTP or CIBA, and
 // nothing of Redis: SignalReader is the one method it needs, declared here
-// where it is consumed (STYLE.md habit 2) and implemented by the store. It
+// where it is consumed and implemented by the store. It
 // does not move counters (the store does when a request is approved), and it
 // does not load, store or version rulesets (package rules loads them; the
 // admin use cases store them).

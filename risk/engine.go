@@ -91,8 +91,8 @@ func (e *Engine) Shadow() *rules.Ruleset { return e.shadow.Load() }
 // Assess decides one request (a nil in is an empty request). It reads only the signals the active (and
 // shadow) rules reference, fills in.Signals with them, and sets
 // in.Request.Time to Now when it is zero. When the signals cannot be read
-// the request goes to the device with a reason saying so (DESIGN.md "Risk
-// engine": failure is closed).
+// the request goes to the device with a reason saying so (failure is
+// closed).
 func (e *Engine) Assess(ctx context.Context, in *rules.Input) Decision {
 	rs, shadow := e.active.Load(), e.shadow.Load()
 	if in == nil {

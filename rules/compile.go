@@ -42,7 +42,7 @@ func (l *loader) expr(owner, what string, n *yaml.Node, want *cel.Type) (*cel.As
 			"%s must be a %s expression, not %s", what, want, got)
 		return nil, nil
 	}
-	// STYLE.md habit 12: refuse by estimated cost, sized by the input bounds.
+	// Refuse by estimated cost, sized by the input bounds.
 	est, err := l.env.EstimateCost(checked, costEstimator{})
 	switch {
 	case err != nil:

@@ -1,8 +1,8 @@
 // Package rules is Countersign's rule language: the CEL environment the
 // rules see, the typed input and its size bounds, the YAML ruleset format,
 // loading (parse, validate, type-check, estimate cost, compile once),
-// evaluation and the tests a ruleset carries. RULES.md in the design notes
-// is the contract; README.md beside this file is the admin guide.
+// evaluation and the tests a ruleset carries. docs/rules.md is the language
+// reference; README.md beside this file is the guide to the rules commands.
 //
 // Key table (what a caller uses):
 //
@@ -13,7 +13,7 @@
 //	rs.RunTests()        -> one TestResult per `tests:` entry
 //	(*Action).Derive()   -> types, actions, amount, currency from details
 //
-// Decision procedure (RULES.md "How a decision is reached"), in order:
+// Decision procedure (docs/rules.md "How a decision is reached"), in order:
 // deny > (require_device | acr_values device | a failed expression) > allow
 // > score thresholds (medium runs the context checks).
 //

@@ -14,7 +14,7 @@ import (
 )
 
 // Input bounds. The cost estimator sizes every list, map and string of the
-// input by these bounds (STYLE.md habit 12: without them every list looks
+// input by these bounds (without them every list looks
 // infinite, kubernetes#120973). Callers should refuse or trim live input
 // beyond them; if they do not, the runtime cost limit still stops an
 // expression that runs long.
@@ -31,7 +31,7 @@ const (
 	MaxNested = 64
 )
 
-// Ruleset limits (docs/rules.md "A ruleset"; STYLE.md habit 12).
+// Ruleset limits (docs/rules.md "Limits").
 const (
 	MaxRules         = 200  // rules in one ruleset
 	MaxChecks        = 50   // context checks in one ruleset

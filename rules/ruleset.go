@@ -12,11 +12,11 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Format is the only ruleset format this package reads (RULES.md "A
+// Format is the only ruleset format this package reads (docs/rules.md "A
 // ruleset": `format: countersign/v1`).
 const Format = "countersign/v1"
 
-// Decisions a rule may take (RULES.md "A ruleset").
+// Decisions a rule may take (docs/rules.md "A ruleset").
 const (
 	DecisionAllow         = "allow"
 	DecisionDeny          = "deny"
@@ -92,7 +92,7 @@ func (rs *Ruleset) CheckIDs() []string {
 
 // Signals returns the names of the signals (SignalAgentRequests1h, ...)
 // that any rule, reason or context check reads, in SignalNames order; the
-// risk engine fetches only these (RULES.md "The CEL environment").
+// risk engine fetches only these (docs/rules.md "The CEL environment").
 func (rs *Ruleset) Signals() []string { return append([]string(nil), rs.signals...) }
 
 // Load parses, validates and compiles a ruleset. When the ruleset is
@@ -169,7 +169,7 @@ func peekID(n *yaml.Node) string {
 	return ""
 }
 
-// fields reads a mapping, refusing unknown and duplicate keys (RULES.md:
+// fields reads a mapping, refusing unknown and duplicate keys (docs/rules.md:
 // unknown keys are refused, at every level).
 func (l *loader) fields(owner, what string, n *yaml.Node, allowed ...string) map[string]entry {
 	out := map[string]entry{}
@@ -254,7 +254,7 @@ func (l *loader) load(rs *Ruleset, root *yaml.Node) {
 	if root.Kind != yaml.MappingNode {
 		return
 	}
-	// RULES.md "A ruleset": format is required, exactly countersign/v1.
+	// docs/rules.md "A ruleset": format is required, exactly countersign/v1.
 	if e, ok := top["format"]; !ok {
 		l.at("", root, "format is required (format: %s)", Format)
 	} else if v, ok := l.str("", "format", e.val); ok && v != Format {
@@ -276,7 +276,7 @@ func (l *loader) load(rs *Ruleset, root *yaml.Node) {
 		l.thresholds(&rs.Thresholds, e.val)
 	}
 	l.ruleIDs = map[string]bool{}
-	// RULES.md "A ruleset": more than 200 rules are refused.
+	// docs/rules.md "A ruleset": more than 200 rules are refused.
 	l.list(top, "rules", "rules", MaxRules, func(n *yaml.Node) {
 		if r := l.rule(n); r != nil {
 			rs.rules = append(rs.rules, r)
@@ -312,7 +312,7 @@ func (l *loader) thresholds(t *Thresholds, n *yaml.Node) {
 	if e, ok := f["high"]; ok {
 		t.High, okH = l.integer("", "thresholds.high", e.val)
 	}
-	// RULES.md "A ruleset": medium >= high is refused.
+	// docs/rules.md "A ruleset": medium >= high is refused.
 	if okM && okH && t.Medium >= t.High {
 		l.at("", n, "thresholds: medium (%d) must be below high (%d)", t.Medium, t.High)
 	}
@@ -358,7 +358,7 @@ func (l *loader) rule(n *yaml.Node) *rule {
 	}
 	score, hasScore := f["score"]
 	decision, hasDecision := f["decision"]
-	// RULES.md "A ruleset": exactly one of score / decision.
+	// docs/rules.md "A ruleset": exactly one of score / decision.
 	switch {
 	case hasScore && hasDecision:
 		l.at(r.id, decision.key, "a rule has either score or decision, not both")

@@ -88,7 +88,7 @@ func Start(ctx context.Context, db *store.DB, engine *risk.Engine, opts Options)
 	if err != nil {
 		return nil, fmt.Errorf("rulesync: initial ruleset: %w", err)
 	}
-	// API.md Configuration: COUNTERSIGN_RULES is activated at start only
+	// docs/api.md, configuration: COUNTERSIGN_RULES is activated at start only
 	// when no version is active.
 	_, err = db.SaveRulesetVersion(ctx, store.NewRuleset{Name: initial.Name, Digest: initial.Digest, Source: initial.Source,
 		By: opts.By, Comment: comment, OnlyIfNone: true})

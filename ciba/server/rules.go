@@ -9,7 +9,7 @@ import (
 	"github.com/countersign/countersign/ciba/admin"
 )
 
-// rulesRoutes registers the ruleset admin API (API.md "Admins", Rules) on
+// rulesRoutes registers the ruleset admin API (docs/api.md, rules) on
 // the admin group: thin handlers over admin.Rules.
 func (s *srv) rulesRoutes(a *echo.Group, r *admin.Rules) {
 	h := rulesHandlers{r}

@@ -8,7 +8,7 @@
 //     estimated cost (used at load time to refuse expensive rules) and its
 //     runtime cost (charged against the per-expression cost limit);
 //   - load-time validators for constant arguments (a constant bad CIDR
-//     passed to in_networks is a validation error, RULES.md "The CEL
+//     passed to in_networks is a validation error, docs/rules.md "The CEL
 //     environment").
 //
 // Functions (the list is pinned by a test, see Names):

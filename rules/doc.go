@@ -8,7 +8,9 @@
 //
 //	Load(src)            -> *Ruleset or *Problems (every problem, with line and column)
 //	Default()            -> the embedded default.yaml
-//	rs.Evaluate(in)      -> Outcome {level, path, score, rules, checks}
+//	rs.Evaluate(in)      -> Outcome {level, path, score, rules, checks}, within DefaultDeadline
+//	rs.EvaluateContext(ctx, in) -> the same, within ctx's deadline (risk.Engine sets it)
+//	rs.CheckSpeed(limit) -> problems for rules slower than limit on sample inputs (validation only)
 //	rs.Signals()         -> the signal names the ruleset reads
 //	rs.RunTests()        -> one TestResult per `tests:` entry
 //	(*Action).Derive()   -> types, actions, amount, currency from details
@@ -16,6 +18,11 @@
 // Decision procedure (docs/rules.md "How a decision is reached"), in order:
 // deny > (require_device | acr_values device | a failed expression) > allow
 // > score thresholds (medium runs the context checks).
+//
+// A rule cannot stall a node: matches() patterns are constants priced by
+// their compiled size (rules/library), every expression's cost is bounded
+// at load, validation times every rule, each evaluation has a deadline, and
+// NaN or infinite arithmetic is an error (docs/rules.md "Limits").
 //
 // What it deliberately does not do: it knows nothing of HTTP, Redis or
 // CIBA. It does not read signals (package risk does, and fills

@@ -51,6 +51,11 @@ type Decision struct {
 type Engine struct {
 	// Now is the clock used when a request carries no time.
 	Now func() time.Time
+	// Deadline bounds the evaluation of the active ruleset for one request
+	// (and, separately, of the shadow ruleset); past it the request goes to
+	// the device with a reason naming the rule that was running. Zero means
+	// rules.DefaultDeadline (50 ms).
+	Deadline time.Duration
 
 	signals SignalReader
 	active  atomic.Pointer[rules.Ruleset]
@@ -114,13 +119,25 @@ func (e *Engine) Assess(ctx context.Context, in *rules.Input) Decision {
 		in.Signals = sig
 	}
 	start := time.Now()
-	d.Outcome = rs.Evaluate(in)
+	d.Outcome = e.evaluate(ctx, rs, in)
 	d.Elapsed = time.Since(start)
 	if shadow != nil {
-		so := shadow.Evaluate(in)
+		so := e.evaluate(ctx, shadow, in)
 		d.Shadow, d.ShadowRuleset = &so, shadow.Digest
 	}
 	return d
+}
+
+// evaluate runs rs under the engine's deadline (issue 13 item 5: a rule
+// cannot stall a node).
+func (e *Engine) evaluate(ctx context.Context, rs *rules.Ruleset, in *rules.Input) rules.Outcome {
+	limit := e.Deadline
+	if limit <= 0 {
+		limit = rules.DefaultDeadline
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	return rs.EvaluateContext(ctx, in)
 }
 
 func (e *Engine) read(ctx context.Context, in *rules.Input, names []string) (rules.Signals, error) {

@@ -216,3 +216,36 @@ func BenchmarkAssess(b *testing.B) {
 		e.Assess(ctx, in)
 	}
 }
+
+// The engine's Deadline bounds each evaluation (active and shadow): a
+// deadline that has passed before the first rule fails that rule, and the
+// request goes to the device naming it; the default deadline lets the
+// same request through.
+func TestAssessDeadline(t *testing.T) {
+	rs := load(t, `format: countersign/v1
+name: d
+rules:
+  - id: reads-pass
+    when: "'agent_action' in action.types"
+    decision: allow
+    reason: Reads are fine.
+`)
+	in := func() *rules.Input {
+		in := &rules.Input{Action: rules.Action{Details: []map[string]any{{"type": "agent_action", "action": "read"}}}}
+		in.Action.Derive()
+		return in
+	}
+	e := NewEngine(nil, rs)
+	e.SetShadow(rs)
+	if d := e.Assess(context.Background(), in()); d.Path != rules.PathPolicy || d.Shadow.Path != rules.PathPolicy {
+		t.Fatalf("default deadline: %+v", d)
+	}
+	e.Deadline = time.Nanosecond
+	d := e.Assess(context.Background(), in())
+	for _, o := range []rules.Outcome{d.Outcome, *d.Shadow} {
+		if o.Path != rules.PathDevice || len(o.Rules) != 1 || o.Rules[0].ID != "reads-pass" ||
+			o.Rules[0].Error != "the rules ran past their time limit" {
+			t.Errorf("outcome past the deadline: %+v", o)
+		}
+	}
+}

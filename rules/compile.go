@@ -1,6 +1,10 @@
 package rules
 
 import (
+	"context"
+	"errors"
+	"fmt"
+
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/operators"
@@ -17,14 +21,16 @@ func (l *loader) expr(owner, what string, n *yaml.Node, want *cel.Type) (*cel.As
 		return nil, nil
 	}
 	src := n.Value
-	// RULES.md "A ruleset": an expression over 2 KiB is refused.
+	// docs/rules.md "A ruleset": an expression over 2 KiB is refused.
 	if len(src) > MaxExpressionLen {
 		l.at(owner, n, "%s is %d bytes long: at most %d are allowed", what, len(src), MaxExpressionLen)
 		return nil, nil
 	}
 	pos := newScalarMap(l.lines, n)
 	checked, iss := l.env.Compile(src)
-	if iss.Err() != nil {
+	// Not iss.Err(): it renders every issue with its snippet, quadratic in
+	// their number.
+	if len(iss.Errors()) > 0 {
 		for _, e := range iss.Errors() {
 			p := pos.at(src, e.Location.Line(), e.Location.Column())
 			l.problems.add(owner, p.line, p.col, "%s: %s", what, e.Message)
@@ -36,7 +42,7 @@ func (l *loader) expr(owner, what string, n *yaml.Node, want *cel.Type) (*cel.As
 			"%s must be a %s expression, not %s", what, want, got)
 		return nil, nil
 	}
-	// STYLE.md habit 12: refuse by estimated cost, sized by the input bounds.
+	// Refuse by estimated cost, sized by the input bounds.
 	est, err := l.env.EstimateCost(checked, costEstimator{})
 	switch {
 	case err != nil:
@@ -62,28 +68,73 @@ func (l *loader) expr(owner, what string, n *yaml.Node, want *cel.Type) (*cel.As
 // input. The tracker costs about three times the evaluation itself.
 type program struct {
 	fast, limited cel.Program
+	// loops is set when the expression has a comprehension (exists, all,
+	// map, filter, cel.bind): only those can be interrupted, so only those
+	// pay for ContextEval; others run whole and the deadline is checked
+	// between expressions.
+	loops bool
 }
+
+// interruptEvery is how many comprehension iterations run between two
+// looks at the deadline (cel.InterruptCheckFrequency).
+const interruptEvery = 64
 
 func (l *loader) compile(checked *cel.Ast) (*program, error) {
-	fast, err := l.env.Program(checked, cel.EvalOptions(cel.OptOptimize))
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize), cel.InterruptCheckFrequency(interruptEvery),
+		cel.CustomDecoratorV2(finiteDoubles)}
+	fast, err := l.env.Program(checked, opts...)
 	if err != nil {
 		return nil, err
 	}
-	// RULES.md step 6: runtime cost is limited per expression.
-	limited, err := l.env.Program(checked, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(RuntimeCostLimit))
+	// docs/rules.md step 6: runtime cost is limited per expression.
+	limited, err := l.env.Program(checked, append(opts, cel.CostLimit(RuntimeCostLimit))...)
 	if err != nil {
 		return nil, err
 	}
-	return &program{fast: fast, limited: limited}, nil
+	return &program{fast: fast, limited: limited, loops: hasComprehension(checked)}, nil
 }
 
-func (p *program) eval(act *activation) (ref.Val, error) {
+func hasComprehension(a *cel.Ast) bool {
+	found := false
+	ast.PreOrderVisit(a.NativeRep().Expr(), ast.NewExprVisitor(func(e ast.Expr) {
+		found = found || e.Kind() == ast.ComprehensionKind
+	}))
+	return found
+}
+
+// eval runs the expression under ctx (the evaluation's deadline); an
+// expression is not started once ctx is done, and one interrupted by it
+// fails with deadlineError.
+func (p *program) eval(ctx context.Context, act *activation) (ref.Val, error) {
+	if ctx.Err() != nil {
+		return nil, deadlineError(ctx)
+	}
 	prg := p.limited
 	if act.bounded {
 		prg = p.fast
 	}
-	v, _, err := prg.Eval(act)
+	var v ref.Val
+	var err error
+	if p.loops {
+		v, _, err = prg.ContextEval(ctx, act)
+	} else {
+		v, _, err = prg.Eval(act)
+	}
+	if err != nil && ctx.Err() != nil {
+		return nil, deadlineError(ctx)
+	}
 	return v, err
+}
+
+// errDeadline is the failure of an expression still running when the
+// evaluation's time limit passed (risk.Engine.Deadline, DefaultDeadline).
+var errDeadline = errors.New("the rules ran past their time limit")
+
+func deadlineError(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return errDeadline
+	}
+	return fmt.Errorf("the evaluation was cancelled: %w", context.Cause(ctx))
 }
 
 // referencedSignals lists, in SignalNames order, the signals that the

@@ -6,7 +6,7 @@ import (
 )
 
 // DefaultSource is rules/default.yaml, the ruleset active when nothing else
-// is (RULES.md "What the default ruleset must do").
+// is (docs/rules.md "What the default ruleset must do").
 //
 //go:embed default.yaml
 var DefaultSource []byte

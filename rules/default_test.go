@@ -22,7 +22,7 @@ func TestDefaultTestsPass(t *testing.T) {
 	}
 }
 
-// TestDefaultCoversEveryRow pins, for every row of RULES.md "What the
+// TestDefaultCoversEveryRow pins, for every row of docs/rules.md "What the
 // default ruleset must do", the default.yaml tests that show it and the
 // path the row demands.
 func TestDefaultCoversEveryRow(t *testing.T) {

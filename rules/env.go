@@ -3,6 +3,7 @@ package rules
 import (
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
@@ -13,7 +14,7 @@ import (
 )
 
 // Input bounds. The cost estimator sizes every list, map and string of the
-// input by these bounds (STYLE.md habit 12: without them every list looks
+// input by these bounds (without them every list looks
 // infinite, kubernetes#120973). Callers should refuse or trim live input
 // beyond them; if they do not, the runtime cost limit still stops an
 // expression that runs long.
@@ -30,19 +31,28 @@ const (
 	MaxNested = 64
 )
 
-// Ruleset limits (RULES.md "A ruleset"; STYLE.md habit 12).
+// Ruleset limits (docs/rules.md "Limits").
 const (
 	MaxRules         = 200  // rules in one ruleset
 	MaxChecks        = 50   // context checks in one ruleset
 	MaxTests         = 500  // tests in one ruleset
 	MaxExpressionLen = 2048 // bytes in one expression (2 KiB)
+	// MaxYAMLNodes bounds the YAML tree of a ruleset once its aliases are
+	// expanded; the largest ruleset the other limits allow has far fewer.
+	MaxYAMLNodes = 100_000
 	// MaxEstimatedCost is the largest worst-case cost, estimated at load
 	// with the input bounds above, that one expression may have.
 	MaxEstimatedCost = 100_000
 	// RuntimeCostLimit stops one expression's evaluation once its actual
 	// cost passes it; the expression then fails (and the request goes to
-	// the device, RULES.md "How a decision is reached" step 6).
+	// the device, docs/rules.md "How a decision is reached" step 6).
 	RuntimeCostLimit = 100_000
+	// DefaultDeadline is the time limit of one evaluation of a whole
+	// ruleset (every rule, reason and context check) for one request, when
+	// the caller sets none (risk.Engine.Deadline). Past it the expression
+	// running fails, the rest are not evaluated, and the request goes to
+	// the device (docs/rules.md "Limits").
+	DefaultDeadline = 50 * time.Millisecond
 	// MaxScore bounds the absolute value of a score and of the thresholds,
 	// so that a sum over MaxRules rules cannot overflow.
 	MaxScore = 1_000_000
@@ -60,7 +70,7 @@ var (
 )
 
 // environment returns the one CEL environment every ruleset compiles
-// against (RULES.md "The CEL environment").
+// against (docs/rules.md "The CEL environment").
 func environment() (*cel.Env, error) {
 	envOnce.Do(func() {
 		celEnv, envErr = cel.NewEnv(
@@ -70,8 +80,10 @@ func environment() (*cel.Env, error) {
 			ext.Bindings(),
 			ext.Strings(),
 			library.Lib(),
-			cel.ExtendedValidations(),
-			cel.ASTValidators(library.CIDRLiterals()),
+			// cel.ExtendedValidations() but for its regex check, which
+			// library.RegexLiterals does (and prices) itself.
+			cel.ASTValidators(cel.ValidateDurationLiterals(), cel.ValidateTimestampLiterals(),
+				cel.ValidateHomogeneousAggregateLiterals(), library.CIDRLiterals(), library.RegexLiterals()),
 			inputTypes(),
 		)
 	})

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
@@ -8,7 +9,7 @@ import (
 	"github.com/google/cel-go/interpreter"
 )
 
-// Paths a request can take (RULES.md "How a decision is reached").
+// Paths a request can take (docs/rules.md "How a decision is reached").
 const (
 	PathPolicy  = "policy"  // approved by the rules, low risk
 	PathContext = "context" // medium risk, every context check passed
@@ -27,14 +28,14 @@ const (
 // contain "_", which a rule id cannot, so they never clash.
 const (
 	// MatchACRDevice names the client's acr_values request for the device
-	// path (RULES.md step 3).
+	// path (docs/rules.md step 3).
 	MatchACRDevice = "acr_values"
 	// MatchInternal names an evaluation that failed outside any one rule.
 	MatchInternal = "internal_error"
 )
 
 // Outcome is the decision for one request: it goes into the phone's request
-// view, the token's approval claim and the audit event (RULES.md "How a
+// view, the token's approval claim and the audit event (docs/rules.md "How a
 // decision is reached").
 type Outcome struct {
 	Level  string  `json:"level"`
@@ -51,7 +52,7 @@ type Match struct {
 	Decision string `json:"decision,omitempty"`
 	Score    int64  `json:"score,omitempty"`
 	// Error is set when the rule's expression failed at run time (the
-	// request then goes to the device, RULES.md step 6).
+	// request then goes to the device, docs/rules.md step 6).
 	Error string `json:"error,omitempty"`
 }
 
@@ -98,11 +99,21 @@ func (a *activation) ResolveName(name string) (any, bool) {
 
 func (a *activation) Parent() interpreter.Activation { return nil }
 
-// Evaluate decides one request. It evaluates every rule, never panics and
-// never approves on an error: an expression that fails sends the request
-// to the device with a reason naming the rule (RULES.md step 6). It does
-// not modify in.
-func (rs *Ruleset) Evaluate(in *Input) (out Outcome) {
+// Evaluate decides one request within DefaultDeadline; see EvaluateContext.
+func (rs *Ruleset) Evaluate(in *Input) Outcome {
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultDeadline)
+	defer cancel()
+	return rs.EvaluateContext(ctx, in)
+}
+
+// EvaluateContext decides one request. It evaluates every rule, never
+// panics and never approves on an error: an expression that fails sends
+// the request to the device with a reason naming the rule (docs/rules.md
+// step 6). ctx bounds the whole evaluation: once it is done the expression
+// running is interrupted (between comprehension iterations) or, if it
+// finishes, counted as overrun; it fails and the remaining rules are not
+// evaluated. It does not modify in.
+func (rs *Ruleset) EvaluateContext(ctx context.Context, in *Input) (out Outcome) {
 	defer func() {
 		if r := recover(); r != nil {
 			out = Outcome{Level: LevelHigh, Path: PathDevice, Rules: []Match{{
@@ -115,87 +126,109 @@ func (rs *Ruleset) Evaluate(in *Input) (out Outcome) {
 	if in == nil {
 		in = &Input{}
 	}
-	act := &activation{in: in, user: &in.User, bounded: in.boundsViolation() == ""}
-	if in.User.Timezone == "" {
-		// RULES.md "The CEL environment": user.timezone defaults to UTC.
-		u := in.User
-		u.Timezone = "UTC"
-		act.user = &u
-	}
-
-	// Step 1: every rule is evaluated; the outcome lists every match.
-	var deny, device, allow, failed bool
+	act := newActivation(in)
+	var f flags
 	out.Rules = make([]Match, 0, 4)
+	// Step 1: every rule is evaluated; the outcome lists every match.
 	for _, r := range rs.rules {
-		v, err := r.when.eval(act)
-		if err != nil {
-			failed = true
-			out.Rules = append(out.Rules, failedMatch(r.id, err))
-			continue
+		if !rs.evalRule(ctx, act, r, &out, &f) {
+			break
 		}
-		if v != types.True {
-			continue
-		}
-		m := Match{ID: r.id, Reason: r.reason, Decision: r.decision, Score: r.score}
-		if r.reasonExpr != nil {
-			rv, err := r.reasonExpr.eval(act)
-			if s, ok := rv.(types.String); ok && err == nil {
-				m.Reason = string(s)
-			} else {
-				failed = true
-				m = failedMatch(r.id, err)
-			}
-		}
-		switch r.decision {
-		case DecisionDeny:
-			deny = true
-		case DecisionRequireDevice:
-			device = true
-		case DecisionAllow:
-			allow = true
-		default:
-			out.Score += r.score
-		}
-		out.Rules = append(out.Rules, m)
 	}
+	rs.decide(ctx, act, in, &out, f)
+	return out
+}
 
+// flags are the kinds of rule that matched.
+type flags struct{ deny, device, allow, failed bool }
+
+// evalRule evaluates one rule into out and f; it reports false once the
+// deadline has passed (the rule then counts as failed).
+func (rs *Ruleset) evalRule(ctx context.Context, act *activation, r *rule, out *Outcome, f *flags) bool {
+	v, err := r.when.eval(ctx, act)
+	if err != nil {
+		f.failed = true
+		out.Rules = append(out.Rules, failedMatch(r.id, err))
+		return ctx.Err() == nil
+	}
+	if v != types.True {
+		return overrun(ctx, r.id, out, f)
+	}
+	m := Match{ID: r.id, Reason: r.reason, Decision: r.decision, Score: r.score}
+	if r.reasonExpr != nil {
+		rv, err := r.reasonExpr.eval(ctx, act)
+		if s, ok := rv.(types.String); ok && err == nil {
+			m.Reason = string(s)
+		} else {
+			f.failed = true
+			out.Rules = append(out.Rules, failedMatch(r.id, err))
+			return ctx.Err() == nil
+		}
+	}
+	switch r.decision {
+	case DecisionDeny:
+		f.deny = true
+	case DecisionRequireDevice:
+		f.device = true
+	case DecisionAllow:
+		f.allow = true
+	default:
+		out.Score += r.score
+	}
+	out.Rules = append(out.Rules, m)
+	return overrun(ctx, r.id, out, f)
+}
+
+// overrun reports whether the evaluation may go on after rule id finished:
+// if the deadline passed while it ran, it failed (it overran the deadline,
+// which cannot interrupt a single function call such as matches()).
+func overrun(ctx context.Context, id string, out *Outcome, f *flags) bool {
+	if ctx.Err() == nil {
+		return true
+	}
+	f.failed = true
+	out.Rules = append(out.Rules, failedMatch(id, deadlineError(ctx)))
+	return false
+}
+
+// decide applies steps 2 to 6 of the decision procedure.
+func (rs *Ruleset) decide(ctx context.Context, act *activation, in *Input, out *Outcome, f flags) {
 	switch {
-	case deny: // Step 2: any deny.
+	case f.deny: // Step 2: any deny.
 		out.Level, out.Path = LevelHigh, PathDeny
-	case failed: // Step 6: a failed expression never approves.
+	case f.failed: // Step 6: a failed expression never approves.
 		out.Level, out.Path = LevelHigh, PathDevice
-	case device || slices.Contains(in.Action.ACRValues, ACRDevice): // Step 3.
-		if !device {
+	case f.device || slices.Contains(in.Action.ACRValues, ACRDevice): // Step 3.
+		if !f.device {
 			out.Rules = append(out.Rules, Match{ID: MatchACRDevice,
 				Reason: "The agent asked for your approval on your device."})
 		}
 		out.Level, out.Path = LevelHigh, PathDevice
-	case allow: // Step 4: allow overrides the score.
+	case f.allow: // Step 4: allow overrides the score.
 		out.Level, out.Path = LevelLow, PathPolicy
-	default: // Step 5: the score, by the thresholds.
-		switch {
-		case out.Score < rs.Thresholds.Medium:
-			out.Level, out.Path = LevelLow, PathPolicy
-		case out.Score < rs.Thresholds.High:
-			out.Level, out.Path = LevelMedium, PathContext
-			if !rs.runChecks(act, &out) {
-				out.Level, out.Path = LevelHigh, PathDevice
-			}
-		default:
+	case out.Score < rs.Thresholds.Medium: // Step 5: the score, by the thresholds.
+		out.Level, out.Path = LevelLow, PathPolicy
+	case out.Score < rs.Thresholds.High:
+		out.Level, out.Path = LevelMedium, PathContext
+		if !rs.runChecks(ctx, act, out) {
 			out.Level, out.Path = LevelHigh, PathDevice
 		}
+	default:
+		out.Level, out.Path = LevelHigh, PathDevice
 	}
-	return out
 }
 
 // runChecks runs every context check (all of them, so the outcome shows
 // each) and reports whether all passed; a check that fails to evaluate has
 // not passed.
-func (rs *Ruleset) runChecks(act *activation, out *Outcome) bool {
+func (rs *Ruleset) runChecks(ctx context.Context, act *activation, out *Outcome) bool {
 	all := true
 	out.Checks = make([]Check, 0, len(rs.checks))
 	for _, c := range rs.checks {
-		v, err := c.require.eval(act)
+		v, err := c.require.eval(ctx, act)
+		if err == nil && ctx.Err() != nil {
+			err = deadlineError(ctx)
+		}
 		res := Check{ID: c.id, Passed: err == nil && v == types.True}
 		if !res.Passed {
 			all = false

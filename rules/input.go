@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Input is what every rule sees: the five CEL variables of RULES.md "The CEL
+// Input is what every rule sees: the five CEL variables of docs/rules.md "The CEL
 // environment". The `cel` tags are the names rules use; the `json` tags are
 // the same names, so a recorded input reads like a rule.
 type Input struct {
@@ -35,7 +35,7 @@ type Agent struct {
 	Chain []string `cel:"chain" json:"chain"`
 }
 
-// Agent trust tiers (RULES.md).
+// Agent trust tiers (docs/rules.md).
 const (
 	TrustFirstParty = "first_party"
 	TrustStandard   = "standard"
@@ -82,7 +82,7 @@ type Request struct {
 	AuthZEN map[string]any `cel:"authzen" json:"authzen,omitempty"`
 }
 
-// Request kinds (RULES.md).
+// Request kinds (docs/rules.md).
 const (
 	KindCIBA          = "ciba"
 	KindTokenExchange = "token_exchange"
@@ -127,7 +127,7 @@ func SignalNames() []string {
 }
 
 // ACRDevice is the acr_values entry by which a client asks for the device
-// path (RULES.md "How a decision is reached", step 3).
+// path (docs/rules.md "How a decision is reached", step 3).
 const ACRDevice = "urn:countersign:acr:device"
 
 // Derive fills Types, Actions, Amount and Currency from Details, the same

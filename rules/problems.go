@@ -10,7 +10,7 @@ import (
 
 // Problem is one reason a ruleset is refused, with the id of the rule (or
 // context check) it belongs to and its 1-based line and column in the file
-// (API.md `/admin/rules/validate`: problems [{rule, line, column, message}]).
+// (docs/api.md `/admin/rules/validate`: problems [{rule, line, column, message}]).
 type Problem struct {
 	Rule    string `json:"rule,omitempty"`
 	Line    int    `json:"line,omitempty"`
@@ -20,8 +20,11 @@ type Problem struct {
 
 func (p Problem) String() string {
 	var b strings.Builder
-	if p.Line > 0 {
+	switch {
+	case p.Line > 0 && p.Column > 0:
 		fmt.Fprintf(&b, "%d:%d: ", p.Line, p.Column)
+	case p.Line > 0:
+		fmt.Fprintf(&b, "%d: ", p.Line)
 	}
 	if p.Rule != "" {
 		fmt.Fprintf(&b, "%s: ", p.Rule)
@@ -65,7 +68,8 @@ func (p *Problems) sort() {
 var yamlLine = regexp.MustCompile(`line (\d+): `)
 
 // yamlProblems turns a YAML syntax or structure error into problems, one
-// per "line N: ..." the parser reports.
+// per "line N: ..." the parser reports. The parser gives no column (Column
+// stays 0) and leaves the line out for a problem on the first line.
 func yamlProblems(err error) []Problem {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	var out []Problem
@@ -74,7 +78,7 @@ func yamlProblems(err error) []Problem {
 		if part == "" || strings.HasPrefix(part, "unmarshal errors:") {
 			continue
 		}
-		pr := Problem{Message: "YAML: " + part}
+		pr := Problem{Line: 1, Message: "YAML: " + part}
 		if m := yamlLine.FindStringSubmatchIndex(part); m != nil {
 			pr.Line, _ = strconv.Atoi(part[m[2]:m[3]])
 			pr.Message = "YAML: " + part[m[1]:]
@@ -82,7 +86,7 @@ func yamlProblems(err error) []Problem {
 		out = append(out, pr)
 	}
 	if len(out) == 0 {
-		out = append(out, Problem{Message: "YAML: " + msg})
+		out = append(out, Problem{Line: 1, Message: "YAML: " + msg})
 	}
 	return out
 }

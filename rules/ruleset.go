@@ -12,11 +12,11 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Format is the only ruleset format this package reads (RULES.md "A
+// Format is the only ruleset format this package reads (docs/rules.md "A
 // ruleset": `format: countersign/v1`).
 const Format = "countersign/v1"
 
-// Decisions a rule may take (RULES.md "A ruleset").
+// Decisions a rule may take (docs/rules.md "A ruleset").
 const (
 	DecisionAllow         = "allow"
 	DecisionDeny          = "deny"
@@ -61,13 +61,15 @@ type rule struct {
 	when       *program
 	reasonExpr *program // nil when the reason is static
 	asts       []*cel.Ast
+	line, col  int // where its when expression starts
 }
 
 type check struct {
-	id      string
-	reason  string
-	require *program
-	asts    []*cel.Ast
+	id        string
+	reason    string
+	require   *program
+	asts      []*cel.Ast
+	line, col int // where its require expression starts
 }
 
 // RuleIDs returns the ids of the rules, in file order.
@@ -90,7 +92,7 @@ func (rs *Ruleset) CheckIDs() []string {
 
 // Signals returns the names of the signals (SignalAgentRequests1h, ...)
 // that any rule, reason or context check reads, in SignalNames order; the
-// risk engine fetches only these (RULES.md "The CEL environment").
+// risk engine fetches only these (docs/rules.md "The CEL environment").
 func (rs *Ruleset) Signals() []string { return append([]string(nil), rs.signals...) }
 
 // Load parses, validates and compiles a ruleset. When the ruleset is
@@ -113,6 +115,12 @@ func Load(src []byte) (*Ruleset, error) {
 		return nil, &Problems{List: []Problem{{Line: 1, Column: 1, Message: "the ruleset is empty"}}}
 	}
 	resolveAliases(&doc, map[*yaml.Node]bool{})
+	// Aliases share nodes, and the loader walks the expanded tree: refuse
+	// a file whose tree is far larger than any real ruleset (an alias bomb).
+	if n := expandedSize(&doc, map[*yaml.Node]int{}); n > MaxYAMLNodes {
+		return nil, &Problems{List: []Problem{{Line: 1, Column: 1, Message: fmt.Sprintf(
+			"the ruleset expands to more than %d YAML nodes (through aliases): at most %d are allowed", n, MaxYAMLNodes)}}}
+	}
 	l.load(rs, doc.Content[0])
 	if len(l.problems.List) > 0 {
 		l.problems.sort()
@@ -161,7 +169,7 @@ func peekID(n *yaml.Node) string {
 	return ""
 }
 
-// fields reads a mapping, refusing unknown and duplicate keys (RULES.md:
+// fields reads a mapping, refusing unknown and duplicate keys (docs/rules.md:
 // unknown keys are refused, at every level).
 func (l *loader) fields(owner, what string, n *yaml.Node, allowed ...string) map[string]entry {
 	out := map[string]entry{}
@@ -201,6 +209,22 @@ func resolveAliases(n *yaml.Node, seen map[*yaml.Node]bool) {
 	}
 }
 
+// expandedSize is the number of nodes of the tree below n with every alias
+// expanded, counted in time linear in the distinct nodes (memo), and capped
+// past MaxYAMLNodes so the sum cannot overflow.
+func expandedSize(n *yaml.Node, memo map[*yaml.Node]int) int {
+	if v, ok := memo[n]; ok {
+		return v
+	}
+	memo[n] = MaxYAMLNodes + 1 // a cycle counts as too large
+	size := 1
+	for _, c := range n.Content {
+		size = min(size+expandedSize(c, memo), MaxYAMLNodes+1)
+	}
+	memo[n] = size
+	return size
+}
+
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
 
 // str reads a string scalar; ok is false (and a problem recorded) otherwise.
@@ -230,7 +254,7 @@ func (l *loader) load(rs *Ruleset, root *yaml.Node) {
 	if root.Kind != yaml.MappingNode {
 		return
 	}
-	// RULES.md "A ruleset": format is required, exactly countersign/v1.
+	// docs/rules.md "A ruleset": format is required, exactly countersign/v1.
 	if e, ok := top["format"]; !ok {
 		l.at("", root, "format is required (format: %s)", Format)
 	} else if v, ok := l.str("", "format", e.val); ok && v != Format {
@@ -252,7 +276,7 @@ func (l *loader) load(rs *Ruleset, root *yaml.Node) {
 		l.thresholds(&rs.Thresholds, e.val)
 	}
 	l.ruleIDs = map[string]bool{}
-	// RULES.md "A ruleset": more than 200 rules are refused.
+	// docs/rules.md "A ruleset": more than 200 rules are refused.
 	l.list(top, "rules", "rules", MaxRules, func(n *yaml.Node) {
 		if r := l.rule(n); r != nil {
 			rs.rules = append(rs.rules, r)
@@ -288,7 +312,7 @@ func (l *loader) thresholds(t *Thresholds, n *yaml.Node) {
 	if e, ok := f["high"]; ok {
 		t.High, okH = l.integer("", "thresholds.high", e.val)
 	}
-	// RULES.md "A ruleset": medium >= high is refused.
+	// docs/rules.md "A ruleset": medium >= high is refused.
 	if okM && okH && t.Medium >= t.High {
 		l.at("", n, "thresholds: medium (%d) must be below high (%d)", t.Medium, t.High)
 	}
@@ -321,7 +345,7 @@ func (l *loader) rule(n *yaml.Node) *rule {
 	if n.Kind != yaml.MappingNode {
 		return nil
 	}
-	r := &rule{id: l.id("rule", f, n)}
+	r := &rule{id: l.id("rule", f, n), line: n.Line, col: n.Column}
 	l.ruleIDs[r.id] = true
 	if e, ok := f["description"]; ok {
 		l.str(r.id, "description", e.val)
@@ -330,10 +354,11 @@ func (l *loader) rule(n *yaml.Node) *rule {
 		l.at(r.id, n, "when is required")
 	} else if ast, prg := l.expr(r.id, "when", e.val, cel.BoolType); prg != nil {
 		r.when, r.asts = prg, append(r.asts, ast)
+		r.line, r.col = e.val.Line, e.val.Column
 	}
 	score, hasScore := f["score"]
 	decision, hasDecision := f["decision"]
-	// RULES.md "A ruleset": exactly one of score / decision.
+	// docs/rules.md "A ruleset": exactly one of score / decision.
 	switch {
 	case hasScore && hasDecision:
 		l.at(r.id, decision.key, "a rule has either score or decision, not both")
@@ -373,7 +398,7 @@ func (l *loader) check(n *yaml.Node) *check {
 	if n.Kind != yaml.MappingNode {
 		return nil
 	}
-	c := &check{id: l.id("context check", f, n)}
+	c := &check{id: l.id("context check", f, n), line: n.Line, col: n.Column}
 	if e, ok := f["description"]; ok {
 		l.str(c.id, "description", e.val)
 	}
@@ -381,6 +406,7 @@ func (l *loader) check(n *yaml.Node) *check {
 		l.at(c.id, n, "require is required")
 	} else if ast, prg := l.expr(c.id, "require", e.val, cel.BoolType); prg != nil {
 		c.require, c.asts = prg, append(c.asts, ast)
+		c.line, c.col = e.val.Line, e.val.Column
 	}
 	if e, ok := f["reason"]; !ok {
 		l.at(c.id, n, "a context check needs a reason: the user sees it when the check fails")

@@ -11,10 +11,10 @@ import (
 )
 
 // DefaultTestTime is request.time in a test input that does not set it
-// (RULES.md "Tests in a ruleset").
+// (docs/rules.md "Tests in a ruleset").
 var DefaultTestTime = time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
 
-// TestResult is the result of one test of a ruleset (API.md
+// TestResult is the result of one test of a ruleset (docs/api.md
 // `/admin/rules/test`).
 type TestResult struct {
 	Name     string      `json:"name"`
@@ -128,7 +128,7 @@ func (l *loader) test(n *yaml.Node) *testCase {
 }
 
 // refuseDerived refuses action.types/actions/amount/currency in a test
-// input: they are derived from action.details (RULES.md "Tests in a
+// input: they are derived from action.details (docs/rules.md "Tests in a
 // ruleset"), and a test that set them would not show what a live request
 // does.
 func (l *loader) refuseDerived(owner string, input []*yaml.Node) {

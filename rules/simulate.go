@@ -12,7 +12,7 @@ type SimInput struct {
 }
 
 // SimResult is what the active and the candidate ruleset decide for one
-// request (API.md POST /admin/rules/simulate).
+// request (docs/api.md POST /admin/rules/simulate).
 type SimResult struct {
 	RequestID string  `json:"request_id,omitempty"`
 	Active    Outcome `json:"active"`

@@ -13,7 +13,7 @@ import (
 
 // The five input variables are declared as CEL object types whose fields
 // are read by hand-written getters (no reflection on the request path):
-// misspelt fields are compile errors (RULES.md "The CEL environment"), and
+// misspelt fields are compile errors (docs/rules.md "The CEL environment"), and
 // user.attributes / each action.details entry are maps of dyn. The field
 // tables below must match the `cel` struct tags; types_test.go checks it.
 

@@ -11,7 +11,7 @@ type filePos struct{ line, col int }
 
 // scalarMap maps positions inside a YAML scalar's value (an expression)
 // back to the file, so that a CEL error points at the file's line and
-// column (STYLE.md habit 12). It aligns the value with the source text rune
+// column. It aligns the value with the source text rune
 // by rune: exact for plain, single-line quoted and literal (|) scalars;
 // close for folded scalars and quoted scalars with escapes.
 type scalarMap struct {

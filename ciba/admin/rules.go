@@ -23,6 +23,28 @@ type Rules struct {
 	DB *store.DB
 	// AdminName is recorded as activated_by (COUNTERSIGN_ADMIN_NAME).
 	AdminName string
+	// Applier puts a change in force on this node before the call answers
+	// (nil: the node follows by pub/sub only).
+	Applier Applier
+	// RuleTimeLimit is the longest a rule may take on a sample input for
+	// its ruleset to be accepted (zero: rules.DefaultRuleTimeLimit).
+	RuleTimeLimit time.Duration
+}
+
+// Applier puts the stored active ruleset and shadow in force on this node
+// (rulesync.Syncer). It is called after the change is committed, so it
+// reports nothing: a failure is the applier's to log, and the node still
+// follows the stored state on its next pub/sub message or periodic check.
+type Applier interface {
+	Apply(ctx context.Context)
+}
+
+// apply puts a committed change in force here, so that a request this node
+// answers after the admin call returns is decided by it (issue 13 item 4).
+func (r *Rules) apply(ctx context.Context) {
+	if r.Applier != nil {
+		r.Applier.Apply(ctx)
+	}
 }
 
 // Limits of the simulate request.
@@ -117,6 +139,20 @@ func compile(src string) (*rules.Ruleset, error) {
 	return rs, err
 }
 
+// runnable compiles a ruleset that may run on live traffic (active or
+// shadow): besides compiling, no rule may be slower than RuleTimeLimit on
+// the sample inputs (issue 13 item 5: a rule cannot stall a node).
+func (r *Rules) runnable(src string) (*rules.Ruleset, error) {
+	rs, err := compile(src)
+	if err != nil {
+		return nil, err
+	}
+	if ps := rs.CheckSpeed(r.RuleTimeLimit); len(ps) > 0 {
+		return nil, invalid(ps)
+	}
+	return rs, nil
+}
+
 func invalid(list []rules.Problem) error {
 	desc := fmt.Sprintf("the ruleset has %d problems; the first: %s", len(list), list[0])
 	if len(list) == 1 {
@@ -129,8 +165,8 @@ func invalid(list []rules.Problem) error {
 
 // tested compiles a ruleset and runs its tests; a failing test is a
 // problem (issue 8: a failing test blocks activation).
-func tested(src string) (*rules.Ruleset, []rules.TestResult, error) {
-	rs, err := compile(src)
+func (r *Rules) tested(src string) (*rules.Ruleset, []rules.TestResult, error) {
+	rs, err := r.runnable(src)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -201,7 +237,7 @@ func (r *Rules) Validate(_ context.Context, body []byte) (*Validation, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs, results, err := tested(src)
+	rs, results, err := r.tested(src)
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +368,7 @@ func (r *Rules) Activate(ctx context.Context, body []byte) (*VersionRef, error) 
 	if len(b.Comment) > maxComment {
 		return nil, oauth.New(oauth.InvalidRequest, "comment is over %d bytes", maxComment)
 	}
-	rs, _, err := tested(src)
+	rs, _, err := r.tested(src)
 	if err != nil {
 		return nil, err
 	}
@@ -341,6 +377,7 @@ func (r *Rules) Activate(ctx context.Context, body []byte) (*VersionRef, error) 
 	if err != nil {
 		return nil, err
 	}
+	r.apply(ctx)
 	return &VersionRef{Version: v}, nil
 }
 
@@ -365,6 +402,7 @@ func (r *Rules) Rollback(ctx context.Context, body []byte) (*VersionRef, error) 
 		}
 		return nil, err
 	}
+	r.apply(ctx)
 	return &VersionRef{Version: *b.Version}, nil
 }
 
@@ -380,13 +418,14 @@ func (r *Rules) SetShadow(ctx context.Context, body []byte) (*ShadowView, error)
 	if err != nil {
 		return nil, err
 	}
-	rs, err := compile(src)
+	rs, err := r.runnable(src)
 	if err != nil {
 		return nil, err
 	}
 	if err := r.DB.SetShadowRuleset(ctx, store.ShadowRuleset{Name: rs.Name, Digest: rs.Digest, Source: rs.Source, SetBy: r.AdminName}); err != nil {
 		return nil, err
 	}
+	r.apply(ctx)
 	return r.Shadow(ctx)
 }
 
@@ -398,6 +437,7 @@ func (r *Rules) ClearShadow(ctx context.Context) error {
 		}
 		return err
 	}
+	r.apply(ctx)
 	return nil
 }
 

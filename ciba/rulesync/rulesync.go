@@ -199,6 +199,19 @@ func (s *Syncer) tick(ctx context.Context) {
 	}
 }
 
+// Apply puts the stored active version and shadow in force on this node
+// now; the admin API calls it after a change and before it answers, so the
+// change decides the next request this node serves. It does not depend on
+// the caller staying connected; a failure is logged and the pub/sub
+// message or the periodic check retries.
+func (s *Syncer) Apply(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.Refresh(ctx); err != nil {
+		s.opts.Log.Warn("rules change not applied on this node yet; it follows within seconds", "err", err)
+	}
+}
+
 // Refresh compares the stored active version and shadow with the ones in
 // use and loads what changed.
 func (s *Syncer) Refresh(ctx context.Context) error {

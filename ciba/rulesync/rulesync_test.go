@@ -2,12 +2,17 @@ package rulesync_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/countersign/countersign/ciba/admin"
+	"github.com/countersign/countersign/ciba/oauth"
 	"github.com/countersign/countersign/ciba/rulesync"
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/ciba/store/redistest"
@@ -308,4 +313,90 @@ func BenchmarkAssess(b *testing.B) {
 		b.Fatal("not swapped")
 	}
 	b.Run("after-reload", run)
+}
+
+// An activation, rollback or shadow change made through the admin API is in
+// force on the answering node when the call returns, without pub/sub: the
+// node here has stopped following (its context ended), so only the admin
+// call itself can have moved it.
+func TestAdminChangeInForceWhenTheCallReturns(t *testing.T) {
+	backends(t, func(t *testing.T, rs server) {
+		ctx, cancel := context.WithCancel(context.Background())
+		eng := risk.NewEngine(nil, nil)
+		s, err := rulesync.Start(ctx, rs.db, eng, rulesync.Options{Interval: time.Hour,
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		cancel()
+		<-s.Done()
+		r := &admin.Rules{DB: rs.db, AdminName: "alice", Applier: s}
+		src := ruleset("strict", 5)
+		body, _ := json.Marshal(map[string]any{"ruleset": string(src)})
+		ref, err := r.Activate(context.Background(), body)
+		if err != nil || ref.Version != 2 {
+			t.Fatalf("activate: %+v %v", ref, err)
+		}
+		if s.Version() != 2 || eng.Active().Digest != mustLoad(t, src).Digest {
+			t.Fatalf("after activate the node runs version %d (%s)", s.Version(), eng.Active().Name)
+		}
+		if _, err := r.Rollback(context.Background(), []byte(`{"version":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		if s.Version() != 1 || eng.Active().Digest != rules.Default().Digest {
+			t.Fatalf("after rollback the node runs version %d (%s)", s.Version(), eng.Active().Name)
+		}
+		if _, err := r.SetShadow(context.Background(), body); err != nil {
+			t.Fatal(err)
+		}
+		if sh := eng.Shadow(); sh == nil || sh.Name != "strict" {
+			t.Fatalf("shadow after set: %v", sh)
+		}
+		if err := r.ClearShadow(context.Background()); err != nil || eng.Shadow() != nil {
+			t.Fatalf("shadow after clear: %v %v", eng.Shadow(), err)
+		}
+	})
+}
+
+// slowRule is within the cost model but takes hundreds of microseconds on
+// a 1,024-character binding message (about ten times the limit below).
+const slowRule = `format: countersign/v1
+name: slow
+rules:
+  - id: slow
+    when: action.binding_message.matches(r'(\pL|\pN|\pP|\pS|\pM){80}$')
+    score: 1
+    reason: r
+`
+
+// Validate, activate and shadow refuse a ruleset with a rule slower than
+// the limit on the sample inputs, naming it; nothing becomes active.
+func TestAdminRefusesSlowRules(t *testing.T) {
+	backends(t, func(t *testing.T, rs server) {
+		s, eng := start(t, rs.db, rulesync.Options{})
+		r := &admin.Rules{DB: rs.db, AdminName: "alice", Applier: s, RuleTimeLimit: 30 * time.Microsecond}
+		body, _ := json.Marshal(map[string]any{"ruleset": slowRule})
+		check := func(what string, err error) {
+			t.Helper()
+			var oe *oauth.Error
+			if !errors.As(err, &oe) || oe.Code != "invalid_ruleset" || oe.Status != 400 {
+				t.Fatalf("%s: %v", what, err)
+			}
+			ps, _ := oe.Extra["problems"].([]rules.Problem)
+			if len(ps) != 1 || ps[0].Rule != "slow" || ps[0].Line != 5 || ps[0].Column != 11 ||
+				!strings.Contains(ps[0].Message, "at most 30µs is allowed") {
+				t.Fatalf("%s: problems %+v", what, ps)
+			}
+		}
+		_, err := r.Validate(context.Background(), body)
+		check("validate", err)
+		_, err = r.Activate(context.Background(), body)
+		check("activate", err)
+		_, err = r.SetShadow(context.Background(), body)
+		check("shadow", err)
+		if s.Version() != 1 || eng.Active().Name != "default" || eng.Shadow() != nil {
+			t.Fatalf("a refused ruleset is in use: version %d, %s", s.Version(), eng.Active().Name)
+		}
+	})
 }

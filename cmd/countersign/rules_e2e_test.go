@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -124,8 +125,12 @@ func TestRulesBrokenRulesetsNeverBecomeActive(t *testing.T) {
 			[]rulesProblem{{"", 4, 3, "must be below high"}}},
 		{"constant bad CIDR", "format: countersign/v1\nname: b\nrules:\n  - id: net\n    when: in_networks(request.ip, ['10.0.0.0/33'])\n    score: 1\n    reason: r\n",
 			[]rulesProblem{{"net", 5, 36, `bad CIDR "10.0.0.0/33"`}}},
-		{"cost over the limit", "format: countersign/v1\nname: b\nrules:\n  - id: costly\n    when: action.details.all(a, action.details.all(b, action.scopes.all(s, action.scopes.all(t, s.matches(t + s) && a == b))))\n    score: 1\n    reason: r\n",
+		{"cost over the limit", "format: countersign/v1\nname: b\nrules:\n  - id: costly\n    when: action.details.all(a, action.details.all(b, action.scopes.all(s, action.scopes.all(t, s.contains(t + s) && a == b))))\n    score: 1\n    reason: r\n",
 			[]rulesProblem{{"costly", 5, 11, "estimated worst-case cost"}}},
+		{"computed regex", "format: countersign/v1\nname: b\nrules:\n  - id: computed\n    when: agent.name.matches(agent.owner)\n    score: 1\n    reason: r\n",
+			[]rulesProblem{{"computed", 5, 35, "needs a constant pattern"}}}, // CEL places a field selection at its dot
+		{"regex over 256 instructions", "format: countersign/v1\nname: b\nrules:\n  - id: big-regex\n    when: agent.name.matches('[a-z]{300}')\n    score: 1\n    reason: r\n",
+			[]rulesProblem{{"big-regex", 5, 30, "compiles to 302 instructions: at most 256 are allowed"}}},
 		{"expression over 2 KiB", "format: countersign/v1\nname: b\nrules:\n  - id: long\n    when: " + long + "\n    score: 1\n    reason: r\n",
 			[]rulesProblem{{"long", 5, 11, "at most 2048 are allowed"}}},
 		{"every problem at once", "format: countersign/v1\nname: b\nrules:\n  - id: one\n    when: user.nme == 'x'\n    score: 1\n    reason: r\n  - id: two\n    when: 'true'\n    reason: r\n",
@@ -406,5 +411,67 @@ func TestRulesRuntimeErrorsFailClosed(t *testing.T) {
 	m := risk["rules"].([]any)[0].(map[string]any)
 	if risk["path"] != "device" || m["id"] != "vip-limit" || m["error"] == nil {
 		t.Fatalf("recorded decision: %v", risk)
+	}
+}
+
+// An activation or a rollback is in force on the node that answered it as
+// soon as the call returns: a deny rule activated there refuses the very
+// next request, and after the rollback the next one passes again. Repeated,
+// because without the swap before the answer pub/sub only sometimes wins.
+func TestRulesActivationInForceWhenTheCallReturns(t *testing.T) {
+	tn := startNode(t, nil)
+	id, secret := setup(t, tn)
+	for i := range 5 {
+		r := tn.admin("PUT", "/admin/rules", map[string]any{"ruleset": noPayments})
+		if r.Status != 200 {
+			t.Fatalf("activate: %s", r.Raw)
+		}
+		r = rulesPay(tn, id, secret)
+		wantError(t, r, 403, "access_denied")
+		if !strings.Contains(r.str("error_description"), "no-payments") {
+			t.Fatalf("round %d: deny description: %s", i, r.Raw)
+		}
+		if r := tn.admin("POST", "/admin/rules/rollback", map[string]any{"version": 1}); r.Status != 200 {
+			t.Fatalf("rollback: %s", r.Raw)
+		}
+		if r := rulesPay(tn, id, secret); r.Status != 200 {
+			t.Fatalf("round %d: payment right after the rollback: %d %s", i, r.Status, r.Raw)
+		}
+	}
+}
+
+// The issue's ruleset: 20 rules of 30 matches() terms whose short pattern
+// compiles to about 3,000 instructions. It was accepted and then took 10 s
+// per request on every node; now validate and activate refuse it, naming
+// every rule at every pattern, and nothing changes.
+func TestRulesHugeRegexRefused(t *testing.T) {
+	tn := startNode(t, nil)
+	var b strings.Builder
+	b.WriteString("format: countersign/v1\nname: stall\nrules:\n")
+	term := `action.binding_message.matches(r'(\pL|\pN|\pP|\pS|\pM){1000}$')`
+	for i := range 20 {
+		fmt.Fprintf(&b, "  - id: stall-%d\n    when: %s\n    score: 1\n    reason: r\n", i, strings.TrimSuffix(strings.Repeat(term+" || ", 30), " || "))
+	}
+	for _, call := range []struct{ method, path string }{{"POST", "/admin/rules/validate"}, {"PUT", "/admin/rules"}} {
+		r := tn.admin(call.method, call.path, map[string]any{"ruleset": b.String()})
+		if r.Status != 400 || r.str("error") != "invalid_ruleset" {
+			t.Fatalf("%s %s: %d %.300s", call.method, call.path, r.Status, r.Raw)
+		}
+		ps, _ := r.Body["problems"].([]any)
+		if len(ps) != 600 {
+			t.Fatalf("%s: %d problems, want 600", call.path, len(ps))
+		}
+		for i, p := range []any{ps[0], ps[599]} {
+			want := []rulesProblem{{"stall-0", 5, 42, "instructions: at most 256 are allowed"},
+				{"stall-19", 81, 42 + 29*(len(term)+4), "instructions: at most 256 are allowed"}}[i]
+			m := p.(map[string]any)
+			if m["rule"] != want.rule || m["line"] != float64(want.line) || m["column"] != float64(want.col) ||
+				!strings.Contains(m["message"].(string), want.msg) {
+				t.Errorf("%s: problem %v, want %+v", call.path, m, want)
+			}
+		}
+	}
+	if v := tn.rulesVersion(); v != "1" {
+		t.Fatalf("the refused ruleset moved the node to version %s", v)
 	}
 }

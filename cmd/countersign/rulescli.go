@@ -18,10 +18,11 @@ import (
 
 // The rules CLI against a running server (issue 8 "CLI"): show, versions,
 // push, rollback and simulate over the admin API (docs/api.md "Admin API", Rules).
-// validate and test stay offline (rulescmd.go).
+// validate and test stay offline (rulescmd.go). rules/README.md shows every
+// command with an example.
 
 const rulesUsage = `Rules commands:
-  countersign rules validate FILE          compile a ruleset and run its tests (offline; exit 1 on failure)
+  countersign rules validate FILE          compile a ruleset, time its rules and run its tests (offline; exit 1 on failure)
   countersign rules test FILE              run a ruleset's tests (offline)
   countersign rules show                   the active version and its YAML
   countersign rules versions               every version, newest first
@@ -31,8 +32,12 @@ const rulesUsage = `Rules commands:
   countersign rules simulate FILE (--last N | --requests INPUTS.json)
                                            what FILE would change against the active ruleset
 Server commands take --server URL (COUNTERSIGN_ISSUER), --admin-token T
-(COUNTERSIGN_ADMIN_TOKEN) and --output human|json.
+(COUNTERSIGN_ADMIN_TOKEN) and --output table|json.
+The rule language: docs/rules.md; every command with examples: rules/README.md.
 `
+
+// rulesArgs names the positional argument of each server command.
+var rulesArgs = map[string]string{"push": "FILE", "rollback": "VERSION", "simulate": "FILE"}
 
 // rulesRemote runs `countersign rules show|versions|push|rollback|simulate`.
 func rulesRemote(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -51,20 +56,19 @@ func rulesRemote(ctx context.Context, args []string, getenv func(string) string,
 		}
 		return 2
 	}
-	if cf.output == "table" {
-		cf.output = "human"
+	if cf.output == "human" { // the name earlier releases documented
+		cf.output = "table"
 	}
-	if cf.output != "human" && cf.output != "json" {
-		fmt.Fprintf(stderr, "countersign rules: --output must be human or json, not %q\n", cf.output)
+	if cf.output != "table" && cf.output != "json" {
+		fmt.Fprintf(stderr, "countersign rules: --output must be table or json, not %q\n", cf.output)
 		return 2
 	}
 	rc := cf.connect(stderr, "countersign rules", 60*time.Second)
 	if rc == nil {
 		return 2
 	}
-	wantPos := map[string]int{"show": 0, "versions": 0, "push": 1, "rollback": 1, "simulate": 1}[verb]
-	if len(pos) != wantPos {
-		fmt.Fprint(stderr, rulesUsage)
+	if msg := rulesArgsProblem(verb, pos); msg != "" {
+		fmt.Fprintf(stderr, "countersign rules %s: %s\n\n%s", verb, msg, rulesUsage)
 		return 2
 	}
 	var method, path string
@@ -142,14 +146,35 @@ func rulesRemote(ctx context.Context, args []string, getenv func(string) string,
 	return 0
 }
 
+// rulesArgsProblem says what is wrong with the positional arguments of a
+// server command, or "". rollback never guesses a version: the admin picks
+// one from `countersign rules versions`.
+func rulesArgsProblem(verb string, pos []string) string {
+	want := rulesArgs[verb]
+	switch {
+	case want == "" && len(pos) > 0:
+		return fmt.Sprintf("takes no argument, got %q", pos[0])
+	case want != "" && len(pos) == 0 && verb == "rollback":
+		return "VERSION is missing: the version to make active again (see countersign rules versions)"
+	case want != "" && len(pos) == 0:
+		return want + " is missing: the ruleset YAML file"
+	case len(pos) > 1:
+		return fmt.Sprintf("takes one %s, got %d arguments", want, len(pos))
+	}
+	return ""
+}
+
 // problemLine prints a problem as compilers do: FILE:LINE:COL: RULE: MESSAGE.
 func problemLine(file string, line, col int, rule, msg string) string {
 	var b strings.Builder
 	if file != "" {
 		b.WriteString(file + ":")
 	}
-	if line > 0 {
+	switch {
+	case line > 0 && col > 0:
 		fmt.Fprintf(&b, "%d:%d:", line, col)
+	case line > 0:
+		fmt.Fprintf(&b, "%d:", line)
 	}
 	if b.Len() > 0 {
 		b.WriteString(" ")

@@ -108,3 +108,115 @@ func TestRulesCLI(t *testing.T) {
 		t.Fatalf("unknown verb: %d", code)
 	}
 }
+
+// A command missing its argument says which one, and --output is named
+// the same everywhere (table|json, as for the other admin commands).
+func TestRulesCLIUsage(t *testing.T) {
+	tn := startNode(t, nil)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"rollback"}, "countersign rules rollback: VERSION is missing: the version to make active again (see countersign rules versions)\n"},
+		{[]string{"push"}, "countersign rules push: FILE is missing: the ruleset YAML file\n"},
+		{[]string{"simulate", "--last", "3"}, "countersign rules simulate: FILE is missing: the ruleset YAML file\n"},
+		{[]string{"rollback", "1", "2"}, "countersign rules rollback: takes one VERSION, got 2 arguments\n"},
+		{[]string{"versions", "3"}, "countersign rules versions: takes no argument, got \"3\"\n"},
+		{[]string{"validate"}, "countersign rules validate: takes one FILE, the ruleset YAML file\n"},
+		{[]string{"show", "--output", "human-readable"}, "countersign rules: --output must be table or json, not \"human-readable\"\n"},
+	} {
+		code, out, errOut := tn.rulesCLI(nil, c.args...)
+		if code != 2 || out != "" || !strings.HasPrefix(errOut, c.want) {
+			t.Errorf("%v: %d %q %q", c.args, code, out, errOut)
+		}
+	}
+	if !strings.Contains(rulesUsage, "--output table|json") || strings.Contains(rulesUsage, "human") ||
+		!strings.Contains(adminUsage, "--output table|json") {
+		t.Errorf("usage texts disagree on --output:\n%s\n%s", rulesUsage, adminUsage)
+	}
+	if code, out, errOut := tn.rulesCLI(nil, "versions", "--output", "table"); code != 0 || !strings.HasPrefix(out, "VERSION") {
+		t.Errorf("--output table: %d %q %q", code, out, errOut)
+	}
+}
+
+// TestRulesREADME runs every `countersign rules` line of rules/README.md's
+// session, in order, against a fresh server, from the repository root: the
+// guide's commands work as written, and it shows every command.
+func TestRulesREADME(t *testing.T) {
+	readme, err := os.ReadFile("../../rules/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, session, ok := strings.Cut(string(readme), "## A session")
+	if !ok {
+		t.Fatal("rules/README.md has no session")
+	}
+	_, block, _ := strings.Cut(session, "```sh\n")
+	block, _, _ = strings.Cut(block, "```")
+	tn := startNode(t, nil)
+	verbs := map[string]bool{}
+	for _, line := range strings.Split(block, "\n") {
+		rest, ok := strings.CutPrefix(line, "countersign rules ")
+		if !ok {
+			continue
+		}
+		args := shellWords(t, rest)
+		for i, a := range args {
+			if strings.HasPrefix(a, "rules/") {
+				args[i] = filepath.Join("..", "..", a) // the test runs in cmd/countersign
+			}
+		}
+		code, out, errOut := tn.rulesCLI(nil, args...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s%s", line, code, out, errOut)
+		}
+		verbs[args[0]] = true
+		switch {
+		case strings.Contains(line, "--requests"):
+			if !strings.HasPrefix(out, "2 requests, 1 would change\n") || !strings.Contains(out, "  #1  policy -> device  night-payment\n") {
+				t.Errorf("%s:\n%s", line, out)
+			}
+		case args[0] == "push" && out != "version 2 is active\n", args[0] == "rollback" && out != "version 1 is active\n":
+			t.Errorf("%s: %q", line, out)
+		}
+	}
+	for _, v := range []string{"validate", "test", "show", "versions", "simulate", "push", "rollback"} {
+		if !verbs[v] || !strings.Contains(rulesUsage, "countersign rules "+v) {
+			t.Errorf("the README session or the usage lacks countersign rules %s", v)
+		}
+	}
+	if tn.rulesVersion() != "1" {
+		t.Errorf("after the session the node runs version %s, want 1", tn.rulesVersion())
+	}
+}
+
+// shellWords splits a command line as sh does for the README's simple
+// lines: words separated by spaces, double quotes grouping.
+func shellWords(t *testing.T, s string) []string {
+	t.Helper()
+	var words []string
+	var cur strings.Builder
+	quoted, inWord := false, false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			quoted, inWord = !quoted, true
+		case r == ' ' && !quoted:
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+			}
+			inWord = false
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quoted {
+		t.Fatalf("unbalanced quote in %q", s)
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words
+}

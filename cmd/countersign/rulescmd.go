@@ -19,8 +19,12 @@ func rulesCommand(ctx context.Context, args []string, getenv func(string) string
 			return rulesRemote(ctx, args, getenv, stdout, stderr)
 		}
 	}
-	if len(args) != 2 || (args[0] != "validate" && args[0] != "test") {
+	if len(args) == 0 || (args[0] != "validate" && args[0] != "test") {
 		fmt.Fprint(stderr, rulesUsage)
+		return 2
+	}
+	if len(args) != 2 {
+		fmt.Fprintf(stderr, "countersign rules %s: takes one FILE, the ruleset YAML file\n\n%s", args[0], rulesUsage)
 		return 2
 	}
 	src, err := os.ReadFile(args[1])
@@ -33,12 +37,21 @@ func rulesCommand(ctx context.Context, args []string, getenv func(string) string
 		var ps *rules.Problems
 		if errors.As(err, &ps) {
 			for _, p := range ps.List {
-				fmt.Fprintf(stderr, "%s:%d:%d: %s: %s\n", args[1], p.Line, p.Column, p.Rule, p.Message)
+				fmt.Fprintln(stderr, problemLine(args[1], p.Line, p.Column, p.Rule, p.Message))
 			}
 			return 1
 		}
 		fmt.Fprintf(stderr, "countersign rules: %v\n", err)
 		return 1
+	}
+	// validate also times every rule, as the server does before activating.
+	if args[0] == "validate" {
+		if ps := rs.CheckSpeed(0); len(ps) > 0 {
+			for _, p := range ps {
+				fmt.Fprintln(stderr, problemLine(args[1], p.Line, p.Column, p.Rule, p.Message))
+			}
+			return 1
+		}
 	}
 	failed := 0
 	results := rs.RunTests()

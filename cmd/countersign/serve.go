@@ -198,7 +198,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 			return syncer.Ready()
 		},
 		RulesVersion: syncer.RulesVersion,
-		Rules:        &admin.Rules{DB: n.db, AdminName: cfg.AdminName},
+		Rules:        &admin.Rules{DB: n.db, AdminName: cfg.AdminName, Applier: syncer},
 		VAPIDPublic:  vapid.Public,
 	})
 	return n, nil

@@ -8,8 +8,12 @@
 //     estimated cost (used at load time to refuse expensive rules) and its
 //     runtime cost (charged against the per-expression cost limit);
 //   - load-time validators for constant arguments (a constant bad CIDR
-//     passed to in_networks is a validation error, RULES.md "The CEL
-//     environment").
+//     passed to in_networks is a validation error, docs/rules.md "The CEL
+//     environment"; a matches() pattern must be a constant of at most
+//     MaxRegexInstructions compiled instructions);
+//   - the pricing of CEL's own matches() by the compiled size of its
+//     pattern rather than its length (regex.go), and the zone cache behind
+//     the timestamp accessors that take a time zone (zones.go).
 //
 // Functions (the list is pinned by a test, see Names):
 //

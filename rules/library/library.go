@@ -25,12 +25,12 @@ func (lib) CompileOptions() []cel.EnvOption {
 	return append([]cel.EnvOption{
 		inNetworksDecl(),
 		cel.CostEstimatorOptions(checker.OverloadCostEstimate(inNetworksOverload, inNetworksEstimate)),
-	}, zonedAccessorDecls()...)
+	}, append(zonedAccessorDecls(), regexCostOptions()...)...)
 }
 
 // ProgramOptions implements cel.Library.
 func (lib) ProgramOptions() []cel.ProgramOption {
-	return []cel.ProgramOption{
+	return append([]cel.ProgramOption{
 		cel.CostTrackerOptions(interpreter.OverloadCostTracker(inNetworksOverload, inNetworksActual)),
-	}
+	}, regexTrackerOptions()...)
 }

@@ -77,7 +77,7 @@ func TestInNetworks(t *testing.T) {
 		{"2001:db9::1", false},
 		{"::ffff:10.0.0.1", true}, // IPv4-mapped counts as IPv4
 		{"192.168.4.4", true},     // an IPv4-mapped prefix matches plain IPv4
-		{"not an ip", false},      // RULES.md: false for an unparsable IP
+		{"not an ip", false},      // docs/rules.md: false for an unparsable IP
 		{"", false},
 		{"10.1.2.3/8", false},
 	}

@@ -19,7 +19,7 @@ import (
 //
 // true when ip (IPv4 or IPv6; an IPv4-mapped IPv6 address counts as IPv4)
 // lies in at least one of the CIDR prefixes. An unparsable ip yields false
-// (RULES.md "The CEL environment"), so a request whose address cannot be
+// (docs/rules.md "The CEL environment"), so a request whose address cannot be
 // read is never taken for a known network. A CIDR that does not parse, or a
 // list element that is not a string, is an evaluation error, which the rules
 // engine turns into the device path; a constant bad CIDR is refused at load
@@ -76,7 +76,7 @@ func inNetworks(ipVal, cidrsVal ref.Val) ref.Val {
 			found = true
 		}
 	}
-	// RULES.md "The CEL environment": false for an unparsable IP.
+	// docs/rules.md "The CEL environment": false for an unparsable IP.
 	return types.Bool(ipErr == nil && found)
 }
 
@@ -134,7 +134,7 @@ func sizeOf(estimator checker.CostEstimator, node checker.AstNode) checker.SizeE
 
 // CIDRLiterals returns the load-time validator that reports every constant
 // string in a list literal passed as the second argument of in_networks
-// that is not a valid CIDR (RULES.md: "a constant bad CIDR is a validation
+// that is not a valid CIDR (docs/rules.md: "a constant bad CIDR is a validation
 // error"). The issue is reported at the offending literal, so the caller's
 // position mapping points at it.
 func CIDRLiterals() cel.ASTValidator { return cidrLiterals{} }

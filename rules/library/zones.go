@@ -15,7 +15,7 @@ import (
 )
 
 // The timestamp accessors that take a time zone (`request.time.getHours(
-// user.timezone)`, getDayOfWeek(tz), ...; RULES.md "The CEL environment")
+// user.timezone)`, getDayOfWeek(tz), ...; docs/rules.md "The CEL environment")
 // are CEL's own functions with CEL's own results. Lib only re-binds their
 // implementations so that a zone name is resolved once: CEL's stock
 // implementation calls time.LoadLocation, which reads the zoneinfo database

@@ -108,7 +108,9 @@ func FuzzRequestObject(f *testing.F) {
 	f.Add(fx.sign(base()))
 	for _, mod := range []func(jwt.MapClaims){
 		func(c jwt.MapClaims) { c["requested_expiry"] = 120.5 },
-		func(c jwt.MapClaims) { c["authorization_details"] = []any{map[string]any{"type": "x", "amount": 1e308}} },
+		func(c jwt.MapClaims) {
+			c["authorization_details"] = []any{map[string]any{"type": "x", "amount": 1e308}}
+		},
 		func(c jwt.MapClaims) { c["binding_message"] = 7 },
 		func(c jwt.MapClaims) { c["exp"] = "soon" },
 		func(c jwt.MapClaims) { c["aud"] = []any{fuzzIssuer, 3} },

@@ -240,7 +240,8 @@ func (s *Service) DeviceRequests(ctx context.Context, dev *store.Device) ([]Requ
 }
 
 // DeviceRequest returns one request of the device's user.
-func (s *Service) DeviceRequest(ctx context.Context, dev *store.Device, id string) (*RequestView, error) {
+func (s *Service) DeviceRequest(ctx context.Context, dev *store.Device, id string) (_ *RequestView, err error) {
+	defer func() { err = s.refused(ctx, deviceRefusal(ctx, dev), err) }()
 	rs, err := s.db.RequestFor(ctx, id, dev.UserID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, oauth.New(oauth.NotFound, "no such request")
@@ -270,7 +271,8 @@ func BMHash(m string) string {
 // Decide verifies a device-signed decision and records it: the first
 // decision wins; a refused decision changes nothing.
 func (s *Service) Decide(ctx context.Context, dev *store.Device, id, decisionJWT string) (err error) {
-	who := &refusal{typ: "decision.refused", endpoint: "device", ip: clientIP(ctx), user: dev.UserID, device: dev.ID}
+	who := deviceRefusal(ctx, dev)
+	who.typ = "decision.refused"
 	defer func() { err = s.refused(ctx, who, err) }()
 	rs, err := s.db.RequestFor(ctx, id, dev.UserID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -375,7 +377,8 @@ func (s *Service) Decide(ctx context.Context, dev *store.Device, id, decisionJWT
 }
 
 // UpdatePushSubscription replaces the device's push subscription.
-func (s *Service) UpdatePushSubscription(ctx context.Context, dev *store.Device, body json.RawMessage) error {
+func (s *Service) UpdatePushSubscription(ctx context.Context, dev *store.Device, body json.RawMessage) (err error) {
+	defer func() { err = s.refused(ctx, deviceRefusal(ctx, dev), err) }()
 	var in struct {
 		PushSubscription *notify.Subscription `json:"push_subscription"`
 	}

@@ -17,7 +17,8 @@ import (
 // authenticated), a refusal is an audit event of type <flow>.refused in the
 // audit chain: request.refused (/bc-authorize), token.refused (the CIBA
 // grant), exchange.refused (token exchange), revocation.refused,
-// introspection.refused and decision.refused (a device's decision). It
+// introspection.refused, decision.refused (a device's decision) and
+// device.refused (the device's other calls). It
 // names the agent, the user where known, the device, the OAuth error code
 // and its description, and the caller's IP; never a secret or a token.
 // Each flow keeps a *refusal up to date as it learns who is calling, and
@@ -208,6 +209,12 @@ func (l *limiter) allowN(key string, now time.Time, n int) (bool, int) {
 	left := w.left
 	w.left = 0
 	return true, left
+}
+
+// deviceRefusal starts the refusal of a call by an authenticated device
+// (type device.refused).
+func deviceRefusal(ctx context.Context, dev *store.Device) *refusal {
+	return &refusal{typ: "device.refused", endpoint: "device", ip: clientIP(ctx), user: dev.UserID, device: dev.ID}
 }
 
 type ipKey struct{}

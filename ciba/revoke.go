@@ -126,8 +126,9 @@ func (s *Service) DeviceGrants(ctx context.Context, dev *store.Device) ([]GrantV
 }
 
 // RevokeDeviceGrant revokes one of the device user's grants.
-func (s *Service) RevokeDeviceGrant(ctx context.Context, dev *store.Device, grantID string) error {
-	err := s.db.RevokeGrant(ctx, dev.UserID, grantID, store.Event{At: s.Now(), Type: "grant.revoked", GrantID: grantID,
+func (s *Service) RevokeDeviceGrant(ctx context.Context, dev *store.Device, grantID string) (err error) {
+	defer func() { err = s.refused(ctx, deviceRefusal(ctx, dev), err) }()
+	err = s.db.RevokeGrant(ctx, dev.UserID, grantID, store.Event{At: s.Now(), Type: "grant.revoked", GrantID: grantID,
 		User: dev.UserID, DeviceID: dev.ID, Detail: "revoked by the user from a device"})
 	if errors.Is(err, store.ErrNotFound) {
 		return oauth.New(oauth.NotFound, "no such grant")

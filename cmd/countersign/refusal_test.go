@@ -118,6 +118,14 @@ func TestRefusalsOfIdentifiedCallersAreAuditedOnce(t *testing.T) {
 	wantOneRefusal(t, tn, "type=decision.refused&user=alice&agent="+id, map[string]string{"user": "alice", "agent": id,
 		"device_id": ph.DeviceID(), "request_id": pending, "error": "invalid_request"})
 
+	// The device's other calls: a request that is not its user's.
+	auth, _ = ph.DeviceJWT(tn.clock.Now())
+	req = mustReq(t, "GET", tn.URL+"/device/requests/not-a-request", "")
+	req.Header.Set("Authorization", "Device "+auth)
+	wantError(t, tn.do(req), 404, "not_found")
+	wantOneRefusal(t, tn, "type=device.refused&user=alice", map[string]string{"user": "alice", "device_id": ph.DeviceID(),
+		"error": "not_found"})
+
 	// An agent the user's may_act does not list.
 	tn.user(map[string]any{"id": "carol", "may_act": []map[string]any{{"client_id": "someone-else"}}})
 	wantError(t, tn.post("/bc-authorize", id, secret, url.Values{"scope": {"openid"}, "login_hint": {"carol"}}), 403, "access_denied")

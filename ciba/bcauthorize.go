@@ -61,7 +61,9 @@ type params struct {
 // In the common case (a form with a login_hint) the client, the user and
 // the user's signals come back in one pipelined round trip and the request
 // is stored in a second one.
-func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (*AuthorizeResponse, error) {
+func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (_ *AuthorizeResponse, err error) {
+	who := &refusal{typ: "request.refused", endpoint: "bc_authorize", ip: in.IP}
+	defer func() { err = s.refused(ctx, who, err) }()
 	hint := ""
 	if in.Form.Get("request") == "" {
 		hint = normalizeHint(in.Form.Get("login_hint"))
@@ -75,6 +77,7 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 	if err != nil {
 		return nil, err
 	}
+	who.agent = cl.ID
 	if lk.SignalsFor != "" {
 		ctx = withPrefetched(ctx, &prefetched{client: cl.ID, user: lk.SignalsFor, names: names, signals: lk.Signals})
 	}
@@ -145,6 +148,7 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 	if err != nil {
 		return nil, err
 	}
+	who.user = user.ID
 	// CIBA Core §7.1: user_code when the client registered for it.
 	if cl.UserCodeParameter {
 		if p.userCode == "" {
@@ -194,6 +198,7 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 		if err := s.db.CreateRequest(ctx, nr); err != nil {
 			return nil, err
 		}
+		who.audited = true // request.denied
 		return nil, oauth.New(oauth.AccessDenied, "refused by policy: %s", denyReason(d))
 	case rules.PathPolicy, rules.PathContext:
 		nr.State = store.Approved

@@ -101,26 +101,39 @@ func deviceKey(d *store.Device) (*ecdsa.PublicKey, error) {
 	return ec, nil
 }
 
-func deviceUnauthorized(what string) error {
-	return oauth.New(oauth.InvalidToken, "device authentication failed: %s", what).WithStatus(401).
-		WithHeader("WWW-Authenticate", `Device realm="countersign"`)
+// deviceUnauthorized is a failed device authentication; reason is its
+// metrics label.
+func deviceUnauthorized(reason, what string) error {
+	return &authFailure{reason: reason, err: oauth.New(oauth.InvalidToken, "device authentication failed: %s", what).WithStatus(401).
+		WithHeader("WWW-Authenticate", `Device realm="countersign"`)}
 }
 
 // AuthenticateDevice verifies an "Authorization: Device <jwt>" value:
 // ES256 by the device key, iss the device id, aud the issuer, exp at most
-// 60 s ahead, jti single use.
+// 60 s ahead, jti single use. A failure is logged and counted, never
+// audited: the device is not identified (the IP comes from WithClientIP).
 func (s *Service) AuthenticateDevice(ctx context.Context, authorization string) (*store.Device, error) {
+	dev, err := s.authenticateDevice(ctx, authorization)
+	var f *authFailure
+	if errors.As(err, &f) {
+		s.AuthFailed("device", f.reason, clientIP(ctx))
+		return nil, f.err
+	}
+	return dev, err
+}
+
+func (s *Service) authenticateDevice(ctx context.Context, authorization string) (*store.Device, error) {
 	tok, ok := strings.CutPrefix(authorization, "Device ")
 	if !ok || tok == "" {
-		return nil, deviceUnauthorized("missing Device authorization")
+		return nil, deviceUnauthorized("missing", "missing Device authorization")
 	}
 	var unverified jwt.RegisteredClaims
 	if _, _, err := jwt.NewParser().ParseUnverified(tok, &unverified); err != nil || unverified.Issuer == "" {
-		return nil, deviceUnauthorized("malformed JWT")
+		return nil, deviceUnauthorized("malformed", "malformed JWT")
 	}
 	dev, err := s.db.Device(ctx, unverified.Issuer)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, deviceUnauthorized("unknown device")
+		return nil, deviceUnauthorized("unknown_device", "unknown device")
 	}
 	if err != nil {
 		return nil, err
@@ -134,20 +147,20 @@ func (s *Service) AuthenticateDevice(ctx context.Context, authorization string) 
 		jwt.WithValidMethods([]string{"ES256"}), jwt.WithTimeFunc(s.Now), jwt.WithAudience(s.cfg.Issuer),
 		jwt.WithIssuer(dev.ID), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(5*time.Second))
 	if err != nil {
-		return nil, deviceUnauthorized(jwtProblem(err))
+		return nil, deviceUnauthorized("bad_jwt", jwtProblem(err))
 	}
 	if claims.IssuedAt == nil || claims.ExpiresAt.Sub(s.Now()) > MaxDeviceJWTLifetime || claims.ExpiresAt.Sub(claims.IssuedAt.Time) > MaxDeviceJWTLifetime {
-		return nil, deviceUnauthorized("exp must be at most 60 s ahead")
+		return nil, deviceUnauthorized("bad_jwt", "exp must be at most 60 s ahead")
 	}
 	if claims.ID == "" {
-		return nil, deviceUnauthorized("jti is required")
+		return nil, deviceUnauthorized("bad_jwt", "jti is required")
 	}
 	fresh, err := s.db.UseOnce(ctx, "device:"+dev.ID, claims.ID, claims.ExpiresAt.Time)
 	if err != nil {
 		return nil, err
 	}
 	if !fresh {
-		return nil, deviceUnauthorized("jti replayed")
+		return nil, deviceUnauthorized("replayed", "jti replayed")
 	}
 	return dev, nil
 }
@@ -233,7 +246,8 @@ func (s *Service) DeviceRequests(ctx context.Context, dev *store.Device) ([]Requ
 }
 
 // DeviceRequest returns one request of the device's user.
-func (s *Service) DeviceRequest(ctx context.Context, dev *store.Device, id string) (*RequestView, error) {
+func (s *Service) DeviceRequest(ctx context.Context, dev *store.Device, id string) (_ *RequestView, err error) {
+	defer func() { err = s.refused(ctx, deviceRefusal(ctx, dev), err) }()
 	rs, err := s.db.RequestFor(ctx, id, dev.UserID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, oauth.New(oauth.NotFound, "no such request")
@@ -262,7 +276,10 @@ func BMHash(m string) string {
 
 // Decide verifies a device-signed decision and records it: the first
 // decision wins; a refused decision changes nothing.
-func (s *Service) Decide(ctx context.Context, dev *store.Device, id, decisionJWT string) error {
+func (s *Service) Decide(ctx context.Context, dev *store.Device, id, decisionJWT string) (err error) {
+	who := deviceRefusal(ctx, dev)
+	who.typ = "decision.refused"
+	defer func() { err = s.refused(ctx, who, err) }()
 	rs, err := s.db.RequestFor(ctx, id, dev.UserID)
 	if errors.Is(err, store.ErrNotFound) {
 		return oauth.New(oauth.NotFound, "no such request")
@@ -270,6 +287,7 @@ func (s *Service) Decide(ctx context.Context, dev *store.Device, id, decisionJWT
 	if err != nil {
 		return err
 	}
+	who.agent, who.request = rs.Request.ClientID, id
 	if rs.State != store.Pending {
 		return oauth.New(oauth.Conflict, "the request is already %s", rs.State)
 	}
@@ -365,7 +383,8 @@ func (s *Service) Decide(ctx context.Context, dev *store.Device, id, decisionJWT
 }
 
 // UpdatePushSubscription replaces the device's push subscription.
-func (s *Service) UpdatePushSubscription(ctx context.Context, dev *store.Device, body json.RawMessage) error {
+func (s *Service) UpdatePushSubscription(ctx context.Context, dev *store.Device, body json.RawMessage) (err error) {
+	defer func() { err = s.refused(ctx, deviceRefusal(ctx, dev), err) }()
 	var in struct {
 		PushSubscription *notify.Subscription `json:"push_subscription"`
 	}

@@ -19,7 +19,7 @@ const DefaultMaxDelegationDepth = 2
 // exchange runs RFC 8693 token exchange for a sub-agent: the caller
 // becomes the actor, the previous actor nests inside act, and only
 // attenuation is allowed (docs/api.md, RFC 8693 §2.2.2 refusals).
-func (s *Service) exchange(ctx context.Context, caller *store.Client, in TokenInput, jkt string) (*TokenResponse, error) {
+func (s *Service) exchange(ctx context.Context, caller *store.Client, in TokenInput, jkt string, who *refusal) (*TokenResponse, error) {
 	if !hasGrant(caller, oauth.GrantTokenExchange) {
 		return nil, oauth.New(oauth.UnauthorizedClient, "client is not registered for token exchange")
 	}
@@ -52,6 +52,7 @@ func (s *Service) exchange(ctx context.Context, caller *store.Client, in TokenIn
 		return nil, oauth.New(oauth.InvalidDPoPProof, "the subject token is DPoP-bound: send a DPoP proof with the exchange")
 	}
 	chain := sub.Act.Chain()
+	who.user, who.actors = sub.Subject, append(append([]string{}, chain...), caller.ID)
 	// The caller counts too: an agent revoked (for this user) may derive
 	// nothing from tokens that predate its revocation.
 	ref := tokenRef(&sub)

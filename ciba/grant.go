@@ -37,11 +37,17 @@ type TokenResponse struct {
 }
 
 // Token runs the token endpoint for the grants Countersign supports.
-func (s *Service) Token(ctx context.Context, in TokenInput) (*TokenResponse, error) {
+func (s *Service) Token(ctx context.Context, in TokenInput) (_ *TokenResponse, err error) {
+	who := &refusal{typ: "token.refused", endpoint: "token", ip: in.IP}
+	if in.Form.Get("grant_type") == oauth.GrantTokenExchange {
+		who.typ = "exchange.refused"
+	}
+	defer func() { err = s.refused(ctx, who, err) }()
 	cl, err := s.Authenticate(ctx, in.Credentials, in.Endpoint)
 	if err != nil {
 		return nil, err
 	}
+	who.agent = cl.ID
 	jkt, err := s.proofKey(ctx, cl, in)
 	if err != nil {
 		return nil, err
@@ -50,7 +56,7 @@ func (s *Service) Token(ctx context.Context, in TokenInput) (*TokenResponse, err
 	case oauth.GrantCIBA:
 		return s.cibaGrant(ctx, cl, in, jkt)
 	case oauth.GrantTokenExchange:
-		return s.exchange(ctx, cl, in, jkt)
+		return s.exchange(ctx, cl, in, jkt, who)
 	case "":
 		return nil, oauth.New(oauth.InvalidRequest, "grant_type is required")
 	default:

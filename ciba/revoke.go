@@ -13,11 +13,14 @@ import (
 // Revoke runs RFC 7009 for an authenticated client: a token it holds as
 // client_id or current actor is revoked until it expires; anything else
 // (unknown, expired, another's) is ignored with success (§2.2).
-func (s *Service) Revoke(ctx context.Context, in TokenInput) error {
+func (s *Service) Revoke(ctx context.Context, in TokenInput) (err error) {
+	who := &refusal{typ: "revocation.refused", endpoint: "revoke", ip: in.IP}
+	defer func() { err = s.refused(ctx, who, err) }()
 	cl, err := s.Authenticate(ctx, in.Credentials, in.Endpoint)
 	if err != nil {
 		return err
 	}
+	who.agent = cl.ID
 	tok := in.Form.Get("token")
 	if tok == "" {
 		return oauth.New(oauth.InvalidRequest, "token is required")
@@ -38,11 +41,14 @@ type Introspection map[string]any
 
 // Introspect runs RFC 7662 for an authenticated resource server. It
 // reports active false at once for a revoked token, grant or actor.
-func (s *Service) Introspect(ctx context.Context, in TokenInput) (Introspection, error) {
+func (s *Service) Introspect(ctx context.Context, in TokenInput) (_ Introspection, err error) {
+	who := &refusal{typ: "introspection.refused", endpoint: "introspect", ip: in.IP}
+	defer func() { err = s.refused(ctx, who, err) }()
 	cl, err := s.Authenticate(ctx, in.Credentials, in.Endpoint)
 	if err != nil {
 		return nil, err
 	}
+	who.agent = cl.ID
 	tok := in.Form.Get("token")
 	if tok == "" {
 		return nil, oauth.New(oauth.InvalidRequest, "token is required")
@@ -120,8 +126,9 @@ func (s *Service) DeviceGrants(ctx context.Context, dev *store.Device) ([]GrantV
 }
 
 // RevokeDeviceGrant revokes one of the device user's grants.
-func (s *Service) RevokeDeviceGrant(ctx context.Context, dev *store.Device, grantID string) error {
-	err := s.db.RevokeGrant(ctx, dev.UserID, grantID, store.Event{At: s.Now(), Type: "grant.revoked", GrantID: grantID,
+func (s *Service) RevokeDeviceGrant(ctx context.Context, dev *store.Device, grantID string) (err error) {
+	defer func() { err = s.refused(ctx, deviceRefusal(ctx, dev), err) }()
+	err = s.db.RevokeGrant(ctx, dev.UserID, grantID, store.Event{At: s.Now(), Type: "grant.revoked", GrantID: grantID,
 		User: dev.UserID, DeviceID: dev.ID, Detail: "revoked by the user from a device"})
 	if errors.Is(err, store.ErrNotFound) {
 		return oauth.New(oauth.NotFound, "no such grant")

@@ -47,8 +47,13 @@ type Service struct {
 	Devices DeviceNotifier
 	// DPoP verifies proofs at /token (RFC 9449 §5).
 	DPoP *dpop.Verifier
+	// Failures counts failures before the caller is identified. It may
+	// be nil.
+	Failures AuthFailures
 
-	clients clientCache
+	clients   clientCache
+	failLog   limiter // WARN lines of unidentified callers
+	failAudit limiter // audited failures per registered client
 }
 
 // DeviceNotifier sends a pending request to the user's devices.
@@ -146,7 +151,7 @@ func (s *Service) verifyClient(ctx context.Context, c clientauth.Credentials, cl
 		reg = &clientauth.Registered{ID: cl.ID, Method: cl.AuthMethod, SecretHash: cl.SecretHash, JWKS: cl.JWKS, Disabled: cl.Disabled}
 	}
 	if err := s.auth.Verify(ctx, c, reg, endpoint); err != nil {
-		return nil, err
+		return nil, clientAuthFailure(err, c.ClientID, c.Method, cl)
 	}
 	return cl, nil
 }

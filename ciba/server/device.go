@@ -26,7 +26,9 @@ func (s *srv) deviceRoutes(e *echo.Echo) {
 
 func (s *srv) deviceAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		dev, err := s.Service.AuthenticateDevice(c.Request().Context(), c.Request().Header.Get("Authorization"))
+		ctx := ciba.WithClientIP(c.Request().Context(), c.RealIP())
+		c.SetRequest(c.Request().WithContext(ctx))
+		dev, err := s.Service.AuthenticateDevice(ctx, c.Request().Header.Get("Authorization"))
 		if err != nil {
 			return err
 		}

@@ -22,6 +22,7 @@ type Metrics struct {
 	rulesInfo *prometheus.GaugeVec
 	evalTime  *prometheus.HistogramVec
 	shadow    *prometheus.CounterVec
+	authFails *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics.
@@ -46,6 +47,7 @@ func NewMetrics() *Metrics {
 		[]string{"move"})
 	m.reg.MustRegister(m.requests, m.latency, m.decisions, m.ruleHits, m.rulesInfo, m.evalTime, m.shadow,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registerAuthFailures()
 	return m
 }
 

@@ -20,6 +20,9 @@ func (s *srv) credentials(c echo.Context) (clientauth.Credentials, url.Values, e
 	}
 	user, pass, hasBasic := c.Request().BasicAuth()
 	creds, err := clientauth.Parse(user, pass, hasBasic, form)
+	if err != nil {
+		s.credentialsFailed(c, err)
+	}
 	return creds, form, err
 }
 

@@ -275,6 +275,7 @@ func (s *srv) adminAuth(next echo.HandlerFunc) echo.HandlerFunc {
 		h := c.Request().Header.Get("Authorization")
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok || s.AdminToken == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.AdminToken)) != 1 {
+			s.adminAuthFailed(c, ok)
 			return oauth.New(oauth.InvalidToken, "a valid admin bearer token is required").WithStatus(401).
 				WithHeader("WWW-Authenticate", `Bearer realm="countersign-admin"`)
 		}

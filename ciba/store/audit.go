@@ -31,6 +31,7 @@ type Event struct {
 	TokenJTI    string          `json:"token_jti,omitempty"`
 	IP          string          `json:"ip,omitempty"`
 	Detail      string          `json:"detail,omitempty"`
+	Error       string          `json:"error,omitempty"` // the OAuth error code of a refusal
 	PrevHash    string          `json:"prev_hash"`
 	Hash        string          `json:"hash,omitempty"` // SHA-256 of the entry serialised without id and hash
 }

@@ -155,6 +155,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 		Client: pol.Client(10 * time.Second), Now: now}}
 	n.service.Devices = n.pusher
 	metrics := server.NewMetrics()
+	n.service.Failures = metrics
 	// The active ruleset lives in Redis: every node follows activations
 	// and rollbacks (pub/sub plus a periodic check). --rules becomes
 	// version 1 only when nothing is active yet.

@@ -218,7 +218,9 @@ type pepCall struct {
 // evaluateAll authenticates the PEP, reading the first subject's user
 // and signals in the same round trip, runs the evaluations under the
 // semantic, and writes their audit events, one script per user shard.
-func (s *Service) evaluateAll(ctx context.Context, in EvaluationInput, evs []evaluation, semantic string) ([]AccessDecision, error) {
+func (s *Service) evaluateAll(ctx context.Context, in EvaluationInput, evs []evaluation, semantic string) (_ []AccessDecision, err error) {
+	who := &refusal{typ: "evaluation.refused", endpoint: "authzen", ip: in.IP}
+	defer func() { err = s.refused(ctx, who, err) }()
 	call := &pepCall{in: in, names: s.engine.Active().Signals(), now: s.Now(),
 		lookups: map[string]store.Lookup{}, events: map[string][]store.Event{}}
 	first := userHint(evs[0])
@@ -229,6 +231,7 @@ func (s *Service) evaluateAll(ctx context.Context, in EvaluationInput, evs []eva
 	if call.pep, err = s.verifyClient(ctx, in.Credentials, lk.Client, in.Endpoint); err != nil {
 		return nil, err
 	}
+	who.agent = call.pep.ID
 	if !call.pep.PolicyEnforcementPoint {
 		// AuthZEN 1.0 §"Error Responses": 403 for a caller that may not ask.
 		return nil, oauth.New(oauth.AccessDenied, "client is not registered as a policy enforcement point").WithStatus(http.StatusForbidden)

@@ -381,6 +381,10 @@ func TestAuthZENRefusals(t *testing.T) {
 	wantError(t, tn.evaluate("/access/v1/evaluation", pep, "wrong", good), 401, "invalid_client")
 	agentID, agentSecret := tn.client(map[string]any{"client_id": "not-a-pep"})
 	wantError(t, tn.evaluate("/access/v1/evaluation", agentID, agentSecret, good), 403, "access_denied")
+	// An identified caller's refusal is audited.
+	if a := tn.admin("GET", "/admin/audit?type=evaluation.refused&agent=not-a-pep", nil); !strings.Contains(a.Raw, `"error":"access_denied"`) {
+		t.Fatalf("refusal not audited: %s", a.Raw)
+	}
 	without := func(k string) map[string]any {
 		m := map[string]any{}
 		for kk, v := range good {

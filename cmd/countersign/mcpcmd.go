@@ -34,7 +34,7 @@ const mcpUsage = `MCP commands:
 
 type gatewayFlags struct {
 	issuer, clientID, secret, user, upCommand, upURL, upName, listen, pingListen string
-	expiry                                                                      time.Duration
+	expiry                                                                       time.Duration
 }
 
 func (f *gatewayFlags) register(fs *flag.FlagSet, getenv func(string) string) {

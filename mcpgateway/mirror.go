@@ -26,7 +26,7 @@ func (g *Gateway) serverOptions(init *mcp.InitializeResult) *mcp.ServerOptions {
 		c := *init.Capabilities
 		caps = &c
 	}
-	opts := &mcp.ServerOptions{Instructions: init.Instructions, Capabilities: caps, Logger: g.cfg.Log}
+	opts := &mcp.ServerOptions{Instructions: init.Instructions, Capabilities: caps}
 	if caps.Completions != nil {
 		opts.CompletionHandler = func(ctx context.Context, r *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
 			return g.up.Complete(ctx, r.Params)
@@ -45,7 +45,6 @@ func (g *Gateway) serverOptions(init *mcp.InitializeResult) *mcp.ServerOptions {
 func (g *Gateway) clientOptions() *mcp.ClientOptions {
 	bg := context.Background()
 	return &mcp.ClientOptions{
-		Logger:                     g.cfg.Log,
 		ToolListChangedHandler:     func(ctx context.Context, _ *mcp.ToolListChangedRequest) { g.logErr(g.syncTools(bg)) },
 		PromptListChangedHandler:   func(ctx context.Context, _ *mcp.PromptListChangedRequest) { g.logErr(g.syncPrompts(bg)) },
 		ResourceListChangedHandler: func(ctx context.Context, _ *mcp.ResourceListChangedRequest) { g.logErr(g.syncResources(bg)) },

@@ -125,6 +125,11 @@ func Summary(r *store.Request) string {
 				}
 			}
 			parts = append(parts, fmt.Sprintf("Pay %.2f %s%s", amt, cur, to))
+		case rar.TypeMCPToolCall:
+			tool, _ := d["tool"].(string)
+			srv, _ := d["server"].(map[string]any)
+			name, _ := srv["name"].(string)
+			parts = append(parts, "Run "+tool+" on "+name)
 		default:
 			res, _ := d["resource"].(string)
 			parts = append(parts, strings.TrimSpace(act+" "+res))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -351,7 +353,7 @@ func testMCPGateway(t *testing.T, upstreamHTTP, downstreamHTTP bool) {
 	params.SetProgressToken("del-1")
 	ch := callAsync(ctx, cs, params)
 	push := nextPush(t, f.phone)
-	if push.BindingMessage != "Run delete_note on notes" || push.Risk.Level != "high" || push.Agent.ClientID != f.id {
+	if push.BindingMessage != "Run delete_note on notes" || push.Summary != "Run delete_note on notes" || push.Risk.Level != "high" || push.Agent.ClientID != f.id {
 		t.Fatalf("push: %+v", push)
 	}
 	view := wantMCPDetail(t, f, push.ID, "delete_note", `{"id":"n1"}`)
@@ -582,5 +584,58 @@ func TestMCPUpstreamGuardNeedsToken(t *testing.T) {
 	}
 	if f.ran(t, "delete_note") != 0 {
 		t.Fatal("delete_note ran without a token")
+	}
+}
+
+// The phone app shows an MCP tool call readably: the tool, its server, its
+// arguments one by one with long values folded, and agent-supplied text
+// isolated; the approval it signs covers the entry (ad_hash).
+func TestBrowserPhoneShowsMCPToolCall(t *testing.T) {
+	tn := startNode(t, nil)
+	mountApp(tn)
+	realTime(tn)
+	id, secret := setup(t, tn)
+	p := openBrowser(t, tn)
+	p.enroll("alice", "Test phone")
+	long := strings.Repeat("lorem ipsum ", 20)
+	details, _ := json.Marshal([]any{map[string]any{"type": "mcp_tool_call",
+		"server":    map[string]any{"name": "notes", "command": "notes-server --db /tmp/notes"},
+		"tool":      "delete_note",
+		"arguments": map[string]any{"id": "n1", "reason": "שלום world", "body": long},
+		"annotations": map[string]any{"readOnlyHint": false, "destructiveHint": true, "idempotentHint": true,
+			"openWorldHint": false, "title": "Delete a note"}}})
+	r := tn.post("/bc-authorize", id, secret, url.Values{"scope": {"openid"}, "login_hint": {"alice"},
+		"binding_message": {"Run delete_note on notes"}, "authorization_details": {string(details)}})
+	if r.Status != 200 {
+		t.Fatalf("bc-authorize: %d %s", r.Status, r.Raw)
+	}
+	authReqID := r.str("auth_req_id")
+	p.go2("#/requests/" + authReqID)
+	p.wait(`document.querySelector("dd.mcp-tool") !== null`)
+	if s := p.text("h1"); s != "Trip planner asks: Run delete_note on notes" {
+		t.Fatalf("title: %q", s)
+	}
+	if s := p.text("dd.mcp-tool"); s != "delete_note (Delete a note)" {
+		t.Fatalf("tool: %q", s)
+	}
+	if s := p.text("dd.mcp-server"); s != "notes · notes-server --db /tmp/notes" {
+		t.Fatalf("server: %q", s)
+	}
+	var args []string
+	p.eval(`[...document.querySelectorAll("dl.mcp-args > dt")].map(dt => dt.textContent + "=" +
+		(dt.nextElementSibling.querySelector("details") ? "folded" : dt.nextElementSibling.textContent))`, &args)
+	if strings.Join(args, ";") != "body=folded;id=n1;reason=שלום world" {
+		t.Fatalf("arguments: %q", args)
+	}
+	var isolated int
+	p.eval(`document.querySelectorAll("dd.mcp-args bdi[dir=auto]").length`, &isolated)
+	if isolated < 6 {
+		t.Fatalf("%d isolated argument texts", isolated)
+	}
+	p.do(chromedp.Click(chromedp.ID("approve")))
+	p.wait(`document.querySelector("#request-status")?.dataset.status === "approved"`)
+	tok := tn.post("/token", id, secret, url.Values{"grant_type": {"urn:openid:params:grant-type:ciba"}, "auth_req_id": {authReqID}})
+	if tok.Status != 200 || !strings.Contains(tok.Raw, `"tool":"delete_note"`) {
+		t.Fatalf("token after approval in the page: %d %s", tok.Status, tok.Raw)
 	}
 }

@@ -639,3 +639,28 @@ func TestBrowserPhoneShowsMCPToolCall(t *testing.T) {
 		t.Fatalf("token after approval in the page: %d %s", tok.Status, tok.Raw)
 	}
 }
+
+func TestDemoMCPReadPassesDeleteWaitsForThePhone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out, errOut syncBuffer
+	code := run(ctx, []string{"demo", "--mcp", "--listen", "127.0.0.1:0"}, func(string) string { return "" }, &out, &errOut)
+	text := out.String()
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, text, errOut.String())
+	}
+	for _, want := range []string{
+		"5. The agent reads the notes (read-only tool: the rules approve it at once)\n   host: tools/call read_notes {}\n" +
+			"   ✓ result (isError false): n1: Buy milk; n2: Call the dentist; n3: Quarterly report due Friday\n",
+		`phone: notified (Run delete_note on notes), approved "Run delete_note on notes" with its device key`,
+		"   ✓ result (isError false): deleted n1\n",
+		"Done: the read ran at once; the delete ran once, after the phone approved.",
+	} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("demo output lacks %q\n%s", want, text)
+		}
+	}
+	if !strings.Contains(errOut.String(), `"outcome":"forwarded","tool":"delete_note","server":"notes"`) {
+		t.Fatalf("no outcome line for the delete:\n%s", errOut.String())
+	}
+}

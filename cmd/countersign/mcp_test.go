@@ -664,3 +664,32 @@ func TestDemoMCPReadPassesDeleteWaitsForThePhone(t *testing.T) {
 		t.Fatalf("no outcome line for the delete:\n%s", errOut.String())
 	}
 }
+
+// A gateway registered in ping mode waits for the server's ping
+// (CIBA Core §10.2) at --ping-listen before it fetches the token.
+func TestMCPGatewayPingMode(t *testing.T) {
+	f := newMCPFixture(t)
+	pingAddr := freeAddr(t)
+	id, secret := f.tn.client(map[string]any{"client_id": "mcp-gateway-ping", "client_name": "Ping gateway",
+		"backchannel_token_delivery_mode":          "ping",
+		"backchannel_client_notification_endpoint": "http://" + pingAddr + "/ciba/ping",
+		"agent": map[string]any{"trust_tier": "standard", "owner": "acme"}})
+	f.gatewayArgs = []string{"mcp-gateway", "--issuer", f.tn.URL, "--client-id", id, "--user", "alice", "--ping-listen", pingAddr}
+	f.gatewayEnv = []string{"COUNTERSIGN_CLIENT_SECRET=" + secret}
+	f.stdioUpstream()
+	cs := f.connect(t, false)
+	ch := callAsync(context.Background(), cs, &mcp.CallToolParams{Name: "delete_note", Arguments: map[string]any{"id": "n3"}})
+	push := nextPush(t, f.phone)
+	if err := f.phone.Decide(context.Background(), push.ID, "approve"); err != nil {
+		t.Fatal(err)
+	}
+	if r := wait(t, ch); r.IsError || resultText(t, r) != "deleted n3" {
+		t.Fatalf("delete in ping mode: %+v", r)
+	}
+	if o := f.log.waitOutcome(t, 1); o["outcome"] != "forwarded" || o["approval"] != "device" {
+		t.Fatalf("outcome: %v", o)
+	}
+	if f.ran(t, "delete_note") != 1 {
+		t.Fatal("delete_note did not run exactly once")
+	}
+}

@@ -51,8 +51,12 @@ func (g *Gateway) clientOptions() *mcp.ClientOptions {
 		ResourceUpdatedHandler: func(ctx context.Context, r *mcp.ResourceUpdatedNotificationRequest) {
 			g.logErr(g.server.ResourceUpdated(ctx, r.Params))
 		},
+		// Logging is deprecated from MCP 2026-07-28 but older servers and
+		// hosts use it: pass it through while they do.
+		//lint:ignore SA1019 passed through for servers of earlier protocol versions
 		LoggingMessageHandler: func(ctx context.Context, r *mcp.LoggingMessageRequest) {
 			for ss := range g.server.Sessions() {
+				//lint:ignore SA1019 passed through for servers of earlier protocol versions
 				_ = ss.Log(ctx, r.Params)
 			}
 		},

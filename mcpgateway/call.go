@@ -117,7 +117,8 @@ func (g *Gateway) refusal(ctx context.Context, err error) (*mcp.CallToolResult, 
 		return nil, outcome{what: "cancelled"}, ctx.Err()
 	case errors.As(err, &ae) && ae.Code == "access_denied" && ae.Status == 403:
 		// CIBA Core §13: refused by policy at /bc-authorize; the description names the rule.
-		return toolError("Refused by Countersign policy: %s", ae.Description), outcome{what: "refused", detail: ae.Description}, nil
+		return toolError("Refused by Countersign (%s); the tool did not run.", strings.TrimSuffix(ae.Description, ".")),
+			outcome{what: "refused", detail: ae.Description}, nil
 	case errors.As(err, &ae) && ae.Code == "access_denied":
 		return toolError("The call was denied on the user's phone; the tool did not run."), outcome{what: "denied"}, nil
 	case errors.As(err, &ae) && ae.Code == "expired_token":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os/exec"
@@ -27,6 +28,8 @@ type Upstream struct {
 	// HTTP is the client for a URL upstream; nil: http.DefaultClient's
 	// transport.
 	HTTP *http.Client
+	// Stderr receives a command upstream's stderr; nil discards it.
+	Stderr io.Writer
 }
 
 // Config is what a Gateway needs.
@@ -136,7 +139,9 @@ func (c *Config) defaults() {
 
 func (u Upstream) transport() (mcp.Transport, error) {
 	if len(u.Command) > 0 {
-		return &mcp.CommandTransport{Command: exec.Command(u.Command[0], u.Command[1:]...)}, nil
+		cmd := exec.Command(u.Command[0], u.Command[1:]...)
+		cmd.Stderr = u.Stderr
+		return &mcp.CommandTransport{Command: cmd}, nil
 	}
 	base := http.DefaultTransport
 	if u.HTTP != nil && u.HTTP.Transport != nil {

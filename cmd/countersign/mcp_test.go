@@ -693,3 +693,33 @@ func TestMCPGatewayPingMode(t *testing.T) {
 		t.Fatal("delete_note did not run exactly once")
 	}
 }
+
+// A call the rules deny outright comes back at once as a tool error that
+// names the rule, and never reaches the upstream.
+func TestMCPGatewayPolicyDenialNamesTheRule(t *testing.T) {
+	f := newMCPFixture(t)
+	ruleset := `format: countersign/v1
+name: no-deletes
+thresholds: {medium: 30, high: 60}
+rules:
+  - id: no-note-deletes
+    when: action.details.exists(d, d.type == 'mcp_tool_call' && d.tool == 'delete_note')
+    decision: deny
+    reason: Agents may not delete notes.
+`
+	if r := f.tn.admin("PUT", "/admin/rules", map[string]any{"ruleset": ruleset, "comment": "no deletes"}); r.Status != 200 {
+		t.Fatalf("activate: %d %s", r.Status, r.Raw)
+	}
+	f.stdioUpstream()
+	cs := f.connect(t, false)
+	r, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "delete_note", Arguments: map[string]any{"id": "n1"}})
+	if err != nil || !r.IsError || resultText(t, r) != "Refused by Countersign (refused by policy: rule no-note-deletes: Agents may not delete notes); the tool did not run." {
+		t.Fatalf("denied by policy: %v %+v %q", err, r, resultText(t, r))
+	}
+	if o := f.log.waitOutcome(t, 1); o["outcome"] != "refused" {
+		t.Fatalf("outcome: %v", o)
+	}
+	if f.ran(t, "delete_note") != 0 {
+		t.Fatal("a call denied by policy reached the upstream")
+	}
+}

@@ -67,18 +67,18 @@ func mcpGatewayCmd(ctx context.Context, args []string, getenv func(string) strin
 		f.secret = getenv("COUNTERSIGN_CLIENT_SECRET")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	if err := runGateway(ctx, f, log, stdout); err != nil {
+	if err := runGateway(ctx, f, log, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "countersign mcp-gateway: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func runGateway(ctx context.Context, f gatewayFlags, log *slog.Logger, stdout io.Writer) error {
+func runGateway(ctx context.Context, f gatewayFlags, log *slog.Logger, stdout, stderr io.Writer) error {
 	if f.issuer == "" || f.clientID == "" || f.secret == "" || f.user == "" {
 		return errors.New("--issuer, --client-id, --user and a client secret are required")
 	}
-	up := mcpgateway.Upstream{Name: f.upName, URL: f.upURL}
+	up := mcpgateway.Upstream{Name: f.upName, URL: f.upURL, Stderr: stderr}
 	if f.upCommand != "" {
 		var err error
 		if up.Command, err = splitCommand(f.upCommand); err != nil {

@@ -723,3 +723,31 @@ rules:
 		t.Fatal("a call denied by policy reached the upstream")
 	}
 }
+
+func TestMCPGatewayFlagsFailClosed(t *testing.T) {
+	env := map[string]string{"COUNTERSIGN_CLIENT_SECRET": "s"}
+	getenv := func(k string) string { return env[k] }
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--issuer", "http://127.0.0.1:1", "--user", "alice", "--upstream-url", "http://127.0.0.1:2/mcp"},
+			"--issuer, --client-id, --user and a client secret are required"},
+		{[]string{"--issuer", "http://127.0.0.1:1", "--client-id", "g", "--user", "alice", "--upstream-url", "http://127.0.0.1:2/mcp", "--listen", "0.0.0.0:9000"},
+			"--listen 0.0.0.0:9000: the gateway does not authenticate its clients"},
+		{[]string{"--issuer", "http://127.0.0.1:1", "--client-id", "g", "--user", "alice", "--upstream-command", `notes "unterminated`},
+			"--upstream-command: unterminated quote or escape"},
+		{[]string{"--issuer", "http://127.0.0.1:1", "--client-id", "g", "--user", "alice"},
+			"exactly one of an upstream command and an upstream URL"},
+	} {
+		var out, errOut syncBuffer
+		code := run(context.Background(), append([]string{"mcp-gateway"}, tc.args...), getenv, &out, &errOut)
+		if code != 1 || !strings.Contains(errOut.String(), tc.want) || out.String() != "" {
+			t.Errorf("%v: exit %d, stderr %q, stdout %q; want %q", tc.args, code, errOut.String(), out.String(), tc.want)
+		}
+	}
+	if got, err := splitCommand(`npx -y "@scope/server fs" 'a b' c\ d`); err != nil ||
+		strings.Join(got, "|") != "npx|-y|@scope/server fs|a b|c d" {
+		t.Fatalf("splitCommand = %q, %v", got, err)
+	}
+}

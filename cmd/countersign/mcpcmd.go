@@ -26,8 +26,8 @@ import (
 const mcpUsage = `MCP commands:
   countersign mcp-gateway --issuer URL --client-id ID --user USER (--upstream-command "CMD ARGS" | --upstream-url URL) [--listen ADDR]
       an MCP server in front of another: every tools/call waits for Countersign (and the user's phone when the
-      rules say so); stdio unless --listen (streamable HTTP at /mcp). The secret comes from COUNTERSIGN_CLIENT_SECRET
-      or --client-secret.
+      rules say so); stdio unless --listen (streamable HTTP at /mcp, loopback only: it authenticates no client).
+      The secret comes from COUNTERSIGN_CLIENT_SECRET or --client-secret.
   countersign mcp-example-server [--listen ADDR [--issuer URL]] [--calls-file FILE]
       a notebook MCP server (read_notes, delete_note) to try the gateway with
 `
@@ -78,6 +78,11 @@ func runGateway(ctx context.Context, f gatewayFlags, log *slog.Logger, stdout, s
 	if f.issuer == "" || f.clientID == "" || f.secret == "" || f.user == "" {
 		return errors.New("--issuer, --client-id, --user and a client secret are required")
 	}
+	// Whoever reaches the downstream acts as the user (within the rules):
+	// it authenticates nobody, so it listens on loopback only.
+	if f.listen != "" && !loopbackAddr(f.listen) {
+		return fmt.Errorf("--listen %s: the gateway does not authenticate its clients; listen on a loopback address", f.listen)
+	}
 	up := mcpgateway.Upstream{Name: f.upName, URL: f.upURL, Stderr: stderr}
 	if f.upCommand != "" {
 		var err error
@@ -120,6 +125,15 @@ func runGateway(ctx context.Context, f gatewayFlags, log *slog.Logger, stdout, s
 	log.Info("mcp gateway listening", "url", "http://"+f.listen+"/mcp")
 	<-ctx.Done()
 	return nil
+}
+
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // listenHTTP serves h on addr in the background.

@@ -124,8 +124,10 @@ func (g *Gateway) refusal(ctx context.Context, err error) (*mcp.CallToolResult, 
 	case errors.As(err, &ae) && ae.Code == "expired_token":
 		return toolError("No decision in %s; the tool did not run.", minutes(g.cfg.Expiry)), outcome{what: "expired"}, nil
 	case errors.As(err, &ae):
+		// Rate limits, an unavailable server, a refused request: nothing
+		// was decided, so a retry may ask again ("failed" is not kept).
 		return toolError("Countersign refused the call (%s: %s); the tool did not run.", ae.Code, ae.Description),
-			outcome{what: "refused", detail: ae.Code}, nil
+			outcome{what: "failed", detail: ae.Code}, nil
 	}
 	return toolError("Countersign could not be asked (%v); the tool did not run.", err), outcome{what: "failed", detail: err.Error()}, nil
 }

@@ -129,8 +129,13 @@ type mcpFixture struct {
 // newMCPFixture starts a node whose clock follows real time (a little
 // faster, so that a poll at the interval is never early), registers the
 // gateway as a poll client acting for alice, and enrolls her phone.
-func newMCPFixture(t *testing.T) *mcpFixture {
-	tn := startNode(t, func(c *Config) { c.PollInterval = 1 })
+func newMCPFixture(t *testing.T, mutate ...func(*Config)) *mcpFixture {
+	tn := startNode(t, func(c *Config) {
+		c.PollInterval = 1
+		for _, m := range mutate {
+			m(c)
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() {
@@ -749,5 +754,38 @@ func TestMCPGatewayFlagsFailClosed(t *testing.T) {
 	if got, err := splitCommand(`npx -y "@scope/server fs" 'a b' c\ d`); err != nil ||
 		strings.Join(got, "|") != "npx|-y|@scope/server fs|a b|c d" {
 		t.Fatalf("splitCommand = %q, %v", got, err)
+	}
+}
+
+// A call refused for a passing reason (a rate limit: nothing was decided)
+// is not kept as the answer: the same request retried asks again.
+func TestMCPGatewayRetryAfterRateLimitAsksAgain(t *testing.T) {
+	f := newMCPFixture(t, func(c *Config) { c.MaxPendingPerAgent = 1 })
+	f.stdioUpstream()
+	cs := f.connect(t, false)
+	// The first destructive call waits on the phone; with one pending
+	// request per agent and user allowed, the next one is refused (429).
+	first := callAsync(context.Background(), cs, &mcp.CallToolParams{Name: "delete_note", Arguments: map[string]any{"id": "n1"}})
+	push := nextPush(t, f.phone)
+	s := openRaw(t, f.gatewayTransport(t, false))
+	args := map[string]any{"name": "delete_note", "arguments": map[string]any{"id": "n2"}}
+	if r := s.call(8, "tools/call", args); !strings.Contains(string(r), "slow_down") || !strings.Contains(string(r), `"isError":true`) {
+		t.Fatalf("over the cap: %s", r)
+	}
+	if err := f.phone.Decide(context.Background(), push.ID, "deny"); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, first)
+	done := make(chan json.RawMessage, 1)
+	go func() { done <- s.call(8, "tools/call", args) }()
+	again := nextPush(t, f.phone)
+	if err := f.phone.Decide(context.Background(), again.ID, "approve"); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; !strings.Contains(string(r), "deleted n2") {
+		t.Fatalf("retry after the limit: %s", r)
+	}
+	if f.ran(t, "delete_note") != 1 {
+		t.Fatal("delete_note did not run exactly once")
 	}
 }

@@ -318,6 +318,12 @@ func testMCPGateway(t *testing.T, upstreamHTTP, downstreamHTTP bool) {
 	cs := f.connect(t, downstreamHTTP)
 	ctx := context.Background()
 
+	// Discovery advertises the type (RFC 9396 §10).
+	d := f.tn.do(mustReq(t, "GET", f.tn.URL+"/.well-known/openid-configuration", ""))
+	if types := fmt.Sprint(d.Body["authorization_details_types_supported"]); !strings.Contains(types, "mcp_tool_call") {
+		t.Fatalf("authorization_details_types_supported: %s", types)
+	}
+
 	// initialize and tools/list pass through: the upstream's name, its
 	// tools with their schemas and annotations.
 	if info := cs.InitializeResult().ServerInfo; info.Name != "notes" || info.Version != "1.0.0" {
@@ -335,6 +341,20 @@ func testMCPGateway(t *testing.T, upstreamHTTP, downstreamHTTP bool) {
 	if del == nil || del.Annotations == nil || del.Annotations.DestructiveHint == nil || !*del.Annotations.DestructiveHint ||
 		!strings.Contains(fmt.Sprint(del.InputSchema), "id") || byName["read_notes"] == nil || !byName["read_notes"].Annotations.ReadOnlyHint {
 		t.Fatalf("mirrored tools: %+v %+v", del, byName["read_notes"])
+	}
+
+	// Resources and prompts pass through, ungated.
+	res, err := cs.ListResources(ctx, nil)
+	if err != nil || len(res.Resources) != 1 || res.Resources[0].URI != "notes://all" {
+		t.Fatalf("resources/list: %v %+v", err, res)
+	}
+	read, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "notes://all"})
+	if err != nil || len(read.Contents) != 1 || !strings.HasPrefix(read.Contents[0].Text, "n1: Buy milk\n") {
+		t.Fatalf("resources/read: %v %+v", err, read)
+	}
+	pr, err := cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: "summarize_notes"})
+	if err != nil || len(pr.Messages) != 1 || !strings.Contains(pr.Messages[0].Content.(*mcp.TextContent).Text, "n2: Call the dentist") {
+		t.Fatalf("prompts/get: %v %+v", err, pr)
 	}
 
 	// A read-only tool runs at once, by policy, without the phone.

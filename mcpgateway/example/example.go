@@ -61,18 +61,7 @@ func (n *Notes) Server() *mcp.Server {
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: &no, Title: "Read notes"},
 	}, func(ctx context.Context, _ *mcp.CallToolRequest, _ readArgs) (*mcp.CallToolResult, any, error) {
 		n.ran("read_notes", nil)
-		n.mu.Lock()
-		ids := make([]string, 0, len(n.notes))
-		for id := range n.notes {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-		lines := make([]string, 0, len(ids))
-		for _, id := range ids {
-			lines = append(lines, id+": "+n.notes[id])
-		}
-		n.mu.Unlock()
-		return text(strings.Join(lines, "\n")), nil, nil
+		return text(n.list()), nil, nil
 	})
 	mcp.AddTool(s, &mcp.Tool{
 		Name: "delete_note", Description: "Delete a note for good.",
@@ -88,7 +77,33 @@ func (n *Notes) Server() *mcp.Server {
 		}
 		return text(fmt.Sprintf("deleted %s", a.ID)), nil, nil
 	})
+	// A resource and a prompt, which the gateway passes through ungated.
+	s.AddResource(&mcp.Resource{URI: "notes://all", Name: "all-notes", MIMEType: "text/plain"},
+		func(ctx context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, MIMEType: "text/plain", Text: n.list()}}}, nil
+		})
+	s.AddPrompt(&mcp.Prompt{Name: "summarize_notes", Description: "Summarize the notes."},
+		func(ctx context.Context, r *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+			return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user",
+				Content: &mcp.TextContent{Text: "Summarize these notes:\n" + n.list()}}}}, nil
+		})
 	return s
+}
+
+// list is every note, one "id: text" line each, by id.
+func (n *Notes) list() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ids := make([]string, 0, len(n.notes))
+	for id := range n.notes {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	lines := make([]string, 0, len(ids))
+	for _, id := range ids {
+		lines = append(lines, id+": "+n.notes[id])
+	}
+	return strings.Join(lines, "\n")
 }
 
 func text(s string) *mcp.CallToolResult {

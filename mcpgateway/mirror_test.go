@@ -58,7 +58,9 @@ func TestToolListChangesPassThrough(t *testing.T) {
 		t.Fatalf("tools = %v", got)
 	}
 	up.AddTool(&mcp.Tool{Name: "archive_note", InputSchema: map[string]any{"type": "object"}},
-		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) { return &mcp.CallToolResult{}, nil })
+		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{}, nil
+		})
 	up.RemoveTools("delete_note")
 	for want := []string{"archive_note", "read_notes"}; !slices.Equal(names(), want); {
 		select {

@@ -125,6 +125,18 @@ func Summary(r *store.Request) string {
 				}
 			}
 			parts = append(parts, fmt.Sprintf("Pay %.2f %s%s", amt, cur, to))
+		case rar.TypeMCPToolCall:
+			tool, _ := d["tool"].(string)
+			srv, _ := d["server"].(map[string]any)
+			name, _ := srv["name"].(string)
+			parts = append(parts, "Run "+tool+" on "+name)
+		case TypeAuthZENEvaluation:
+			a, _ := d["action"].(map[string]any)
+			r, _ := d["resource"].(map[string]any)
+			name, _ := a["name"].(string)
+			rt, _ := r["type"].(string)
+			id, _ := r["id"].(string)
+			parts = append(parts, strings.TrimSpace(name+" "+rt+" "+id))
 		default:
 			res, _ := d["resource"].(string)
 			parts = append(parts, strings.TrimSpace(act+" "+res))

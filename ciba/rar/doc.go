@@ -11,6 +11,11 @@
 //	                    action, remittance_information (strings),
 //	                    creditor (object: name, iban, account; all strings)
 //	agent_action        action (required), resource (required)
+//	mcp_tool_call       server (required: {name, url} or {name, command}),
+//	                    tool (required), arguments (required: a JSON object,
+//	                    at most MaxArgumentBytes and MaxArgumentDepth),
+//	                    annotations (readOnlyHint, destructiveHint,
+//	                    idempotentHint, openWorldHint: booleans; title)
 //
 // The common members locations (absolute http/https URIs), actions,
 // datatypes, privileges (non-empty arrays of non-empty strings) and

@@ -68,10 +68,11 @@ var registered = map[string]schema{
 		},
 		required: []string{"action", "resource"},
 	},
+	TypeMCPToolCall: mcpToolCall,
 }
 
 // Types returns the registered types, for authorization_details_types_supported.
-func Types() []string { return []string{TypePaymentInitiation, TypeAgentAction} }
+func Types() []string { return []string{TypePaymentInitiation, TypeAgentAction, TypeMCPToolCall} }
 
 // Parse validates an authorization_details parameter and returns its
 // entries. An empty string is an absent parameter (RFC 6749 §3.1) and

@@ -140,7 +140,7 @@ func TestParseAccepts(t *testing.T) {
 }
 
 func TestTypes(t *testing.T) {
-	if got := Types(); !reflect.DeepEqual(got, []string{"payment_initiation", "agent_action"}) {
+	if got := Types(); !reflect.DeepEqual(got, []string{"payment_initiation", "agent_action", "mcp_tool_call"}) {
 		t.Fatalf("Types() = %v", got)
 	}
 }

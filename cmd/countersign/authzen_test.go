@@ -262,7 +262,7 @@ func TestAuthZENRequestApprovalOnThePhone(t *testing.T) {
 		t.Fatalf("approval: %d %s", r.Status, r.Raw)
 	}
 	push := waitPush(t, ph, authReqID)
-	if push.BindingMessage != "Transfer 120 EUR" || push.Agent.ClientID != pep {
+	if push.BindingMessage != "Transfer 120 EUR" || push.Agent.ClientID != pep || push.Summary != "transfer account DE89 3704" {
 		t.Fatalf("push: %+v", push)
 	}
 	// Repeated while pending: the same request, no second push.

@@ -65,6 +65,7 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 	stub := fs.Bool("stub", false, "use the in-process mobile stub (it approves everything) instead of a real phone")
 	listen := fs.String("listen", "127.0.0.1:8080", "listen address")
 	issuer := fs.String("issuer", "", "issuer URL (default http://LISTEN); a phone on the LAN needs an https URL (see the README)")
+	withMCP := fs.Bool("mcp", false, "the MCP gateway instead: an agent host reads and deletes notes through it, the stub phone approves")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -76,6 +77,13 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 		return 2
 	}
 	out := &lockedWriter{w: stdout}
+	if *withMCP {
+		if err := runMCPDemo(ctx, *listen, out, stderr); err != nil {
+			fmt.Fprintf(stderr, "countersign demo --mcp: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	if err := runDemo(ctx, *stub, *listen, *issuer, time.Now, out, stderr); err != nil {
 		fmt.Fprintf(stderr, "countersign demo: %v\n", err)
 		return 1

@@ -11,18 +11,23 @@ const mod = "github.com/countersign/countersign/"
 // forbidden lists, per package, the packages of ours it must never reach
 // (directly or not): dependencies point one way.
 var forbidden = map[string][]string{
-	"rules":             {"risk", "ciba", "notify", "ciba/store", "ciba/server"},
-	"rules/library":     {"rules", "risk", "ciba"},
-	"risk":              {"ciba", "notify", "ciba/store", "ciba/server"},
-	"notify":            {"ciba", "risk", "rules", "mobile-stub"},
-	"ciba/store":        {"ciba", "risk", "rules", "notify", "ciba/oauth", "ciba/token", "ciba/rar", "ciba/clientauth"},
-	"ciba/oauth":        {"ciba", "risk", "rules", "notify", "ciba/store", "ciba/token", "ciba/rar", "ciba/clientauth"},
-	"ciba/token":        {"ciba", "risk", "rules", "notify", "ciba/store", "ciba/clientauth", "ciba/server"},
-	"ciba/rar":          {"ciba", "risk", "rules", "notify", "ciba/store", "ciba/token", "ciba/server"},
-	"ciba/clientauth":   {"ciba", "risk", "rules", "notify", "ciba/store", "ciba/token", "ciba/server"},
-	"ciba":              {"ciba/server", "mobile-stub", "mobile-stub/phone"},
-	"mobile-stub":       {"ciba", "risk", "rules", "notify", "ciba/store", "ciba/oauth", "ciba/token", "ciba/rar", "ciba/server"},
-	"mobile-stub/phone": {"ciba", "risk", "rules", "notify", "ciba/store", "ciba/oauth", "ciba/token", "ciba/rar", "ciba/server"},
+	"rules":           {"risk", "ciba", "notify", "ciba/store", "ciba/server"},
+	"rules/library":   {"rules", "risk", "ciba"},
+	"risk":            {"ciba", "notify", "ciba/store", "ciba/server"},
+	"notify":          {"ciba", "risk", "rules", "mobile-stub"},
+	"ciba/store":      {"ciba", "risk", "rules", "notify", "ciba/oauth", "ciba/token", "ciba/rar", "ciba/clientauth"},
+	"ciba/oauth":      {"ciba", "risk", "rules", "notify", "ciba/store", "ciba/token", "ciba/rar", "ciba/clientauth"},
+	"ciba/token":      {"ciba", "risk", "rules", "notify", "ciba/store", "ciba/clientauth", "ciba/server"},
+	"ciba/rar":        {"ciba", "risk", "rules", "notify", "ciba/store", "ciba/token", "ciba/server"},
+	"ciba/clientauth": {"ciba", "risk", "rules", "notify", "ciba/store", "ciba/token", "ciba/server"},
+	"ciba":            {"ciba/server", "mobile-stub", "mobile-stub/phone", "mcpgateway"},
+	"ciba/server":     {"mcpgateway", "mcpgateway/guard"},
+	// The MCP gateway is a client of Countersign: HTTP only, through ciba/agent.
+	"mcpgateway":         {"ciba", "ciba/store", "ciba/server", "risk", "rules", "notify"},
+	"mcpgateway/guard":   {"ciba", "ciba/store", "ciba/server", "risk", "rules", "notify", "mcpgateway"},
+	"mcpgateway/example": {"ciba", "ciba/store", "ciba/server", "risk", "rules", "notify", "mcpgateway"},
+	"mobile-stub":        {"ciba", "risk", "rules", "notify", "ciba/store", "ciba/oauth", "ciba/token", "ciba/rar", "ciba/server"},
+	"mobile-stub/phone":  {"ciba", "risk", "rules", "notify", "ciba/store", "ciba/oauth", "ciba/token", "ciba/rar", "ciba/server"},
 }
 
 // echoImporters may import echo; nothing else may.

@@ -15,12 +15,13 @@ Usage:
   countersign rules show|versions|push|simulate|rollback   against a running server
   countersign audit verify|export|tail   the audit trail of a running server
   countersign clients|users|agents   admin commands against a running server (below)
+  countersign mcp-gateway [flags]    hold an MCP server's tool calls for approval (below)
   countersign help                   this text
 
 Run "countersign serve --help" for the server's flags; every flag has a
 COUNTERSIGN_* environment twin.
 
-` + adminUsage + "\n" + rulesUsage + "\n" + auditUsage
+` + adminUsage + "\n" + rulesUsage + "\n" + auditUsage + "\n" + mcpUsage
 
 // run is the whole program: it returns the exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -39,6 +40,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return adminCmd(ctx, args[0], args[1:], getenv, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "mcp-gateway":
+		return mcpGatewayCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "mcp-example-server":
+		return mcpExampleCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -60,6 +60,13 @@ function text(v) {
 
 /** rows is what one authorization_details entry asks, as [label, value, class] rows. */
 export function rows(d) {
+  if (d.type === "mcp_tool_call") return mcpRows(d);
+  if (d.type === "authzen_evaluation") {
+    // An AuthZEN evaluation a gateway asked the user to approve.
+    const r = d.resource ?? {}, sub = d.subject ?? {};
+    return [["Action", iso(text(d.action?.name))], ["Resource", [iso(text(r.type)), " ", iso(text(r.id))]],
+      ["Asked for", [iso(text(sub.type)), " ", iso(text(sub.id))]], ["Type", "Decision asked by a gateway (AuthZEN)"]];
+  }
   const out = [];
   if (isAmount(d.amount)) out.push(["Amount", money(d.amount, d.currency), "amount"]);
   const to = creditorOf(d);
@@ -75,12 +82,47 @@ export function rows(d) {
   return out;
 }
 
+// Agent- and server-supplied text in an MCP tool call is isolated (<bdi
+// dir=auto>) so right-to-left or mixed text cannot reorder what is around
+// it; a long value is folded behind its first characters.
+const isolate = (v, cls) => h("bdi", { dir: "auto", class: cls }, v);
+const folded = (v) => {
+  const s = typeof v === "string" ? v : JSON.stringify(v);
+  return s.length <= 80 ? isolate(s, "arg-value")
+    : h("details", { class: "arg-folded" }, h("summary", null, isolate(s.slice(0, 60) + "…"), " (" + s.length + " characters)"),
+      isolate(s, "arg-value"));
+};
+
+/** mcpRows is an mcp_tool_call entry (a tools/call held by the MCP gateway) as rows. */
+function mcpRows(d) {
+  const s = d.server ?? {}, a = d.annotations ?? {};
+  const args = d.arguments && typeof d.arguments === "object" ? Object.entries(d.arguments) : [];
+  const says = [a.readOnlyHint ? "only reads" : "changes data",
+    !a.readOnlyHint && a.destructiveHint !== false ? "may delete or overwrite" : null,
+    !a.readOnlyHint && a.openWorldHint !== false ? "acts outside this server" : null,
+    a.idempotentHint ? "repeating it changes nothing more" : null].filter(Boolean).join(", ");
+  return [
+    ["Tool", [isolate(h("code", null, text(d.tool))), a.title ? [" ", isolate("(" + text(a.title) + ")")] : null], "mcp-tool"],
+    ["Server", [isolate(text(s.name)), " · ", isolate(h("code", null, text(s.url ?? s.command)))], "mcp-server"],
+    ["Arguments", args.length === 0 ? "none" :
+      h("dl", { class: "mcp-args" }, args.map(([k, v]) => [h("dt", null, isolate(k)), h("dd", null, folded(v))])), "mcp-args"],
+    ["The tool says it", says],
+    ["Type", "MCP tool call"],
+  ];
+}
+
 /** summaryParts is one line for a list of authorization_details, as text
  * pieces: ours as strings, the agent's wrapped by wrap. */
 function summaryParts(details, wrap) {
   if (!Array.isArray(details) || details.length === 0) return ["Sign in for you"];
   return details.flatMap((d, i) => {
     const sep = i > 0 ? ["; "] : [];
+    if (d.type === "mcp_tool_call") return [...sep, "Run ", wrap(text(d.tool)), " on ", wrap(text(d.server?.name))];
+    if (d.type === "authzen_evaluation") {
+      // An AuthZEN evaluation a gateway asked the user to approve.
+      const r = d.resource ?? {};
+      return [...sep, wrap(text(d.action?.name)), " ", wrap(text(r.type)), " ", wrap(text(r.id))];
+    }
     if (isAmount(d.amount)) {
       const to = creditorOf(d);
       return [...sep, "Pay " + money(d.amount, d.currency), ...(to ? [" to ", wrap(to)] : [])];

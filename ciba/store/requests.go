@@ -296,23 +296,27 @@ func (db *DB) agentBucketKey(client string, b int64) string {
 
 // PollOutcome is the result of one poll of a request.
 type PollOutcome struct {
-	Status   string // see the Poll* constants
-	Interval int    // the new interval after slow_down
+	Status   PollStatus
+	Interval int // the new interval after slow_down
 	Request  *Request
 	Approval *Approval
 	Response []byte // a push-mode token response, when stored
 }
 
-// Poll outcomes; ciba maps them to OAuth codes in one table.
+// PollStatus is what a poll found; ciba maps every one to its OAuth
+// answer in one place.
+type PollStatus string
+
+// Poll outcomes, as the poll script answers them.
 const (
-	PollUnknown     = "missing"
-	PollWrongClient = "wrong_client"
-	PollRedeemed    = "redeemed"
-	PollExpired     = "expired"
-	PollSlowDown    = "slow_down"
-	PollPending     = "pending"
-	PollDenied      = "denied"
-	PollApproved    = "approved"
+	PollUnknown     PollStatus = "missing"
+	PollWrongClient PollStatus = "wrong_client"
+	PollRedeemed    PollStatus = "redeemed"
+	PollExpired     PollStatus = "expired"
+	PollSlowDown    PollStatus = "slow_down"
+	PollPending     PollStatus = "pending"
+	PollDenied      PollStatus = "denied"
+	PollApproved    PollStatus = "approved"
 )
 
 // KEYS[1] request. ARGV: 1 client, 2 now.
@@ -350,7 +354,8 @@ func (db *DB) Poll(ctx context.Context, id, client string) (PollOutcome, error) 
 	if err != nil {
 		return PollOutcome{}, err
 	}
-	out := PollOutcome{Status: res[0].(string)}
+	st, _ := res[0].(string)
+	out := PollOutcome{Status: PollStatus(st)}
 	switch out.Status {
 	case PollSlowDown:
 		out.Interval = int(res[1].(int64))

@@ -56,8 +56,22 @@ type DeviceNotifier interface {
 	NotifyDevices(ctx context.Context, r *store.Request, d risk.Decision)
 }
 
-// New returns a Service.
-func New(cfg Config, db *store.DB, engine *risk.Engine, tokens *token.Minter) *Service {
+// Option sets one of a Service's dependencies at construction.
+type Option func(*Service)
+
+// WithDPoP replaces the default DPoP verifier (for nonces, RFC 9449 §8).
+func WithDPoP(v *dpop.Verifier) Option { return func(s *Service) { s.DPoP = v } }
+
+// WithClock sets the clock that decides expiry (default time.Now).
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.Now = now } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.Log = l } }
+
+// New returns a Service whose every dependency works: what opts do not
+// set gets a default (a DPoP verifier with the default algorithms and
+// replay protection in db, the wall clock, the default logger).
+func New(cfg Config, db *store.DB, engine *risk.Engine, tokens *token.Minter, opts ...Option) *Service {
 	if cfg.DefaultExpiry == 0 {
 		cfg.DefaultExpiry = 300 * time.Second
 	}
@@ -71,7 +85,12 @@ func New(cfg Config, db *store.DB, engine *risk.Engine, tokens *token.Minter) *S
 		cfg.DefaultAudience = cfg.Issuer
 	}
 	s := &Service{cfg: cfg, db: db, engine: engine, tokens: tokens, Now: time.Now, Log: slog.Default()}
-	s.auth = &clientauth.Verifier{Issuer: cfg.Issuer, Now: func() time.Time { return s.Now() }, Replay: db}
+	now := func() time.Time { return s.Now() }
+	s.auth = &clientauth.Verifier{Issuer: cfg.Issuer, Now: now, Replay: db}
+	s.DPoP = &dpop.Verifier{Algs: dpop.DefaultAlgs, IATWindow: time.Minute, Now: now, Replay: db}
+	for _, o := range opts {
+		o(s)
+	}
 	return s
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -10,7 +12,11 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/countersign/countersign/ciba"
+	"github.com/countersign/countersign/ciba/dpop"
+	"github.com/countersign/countersign/ciba/server"
 	"github.com/countersign/countersign/ciba/store"
+	"github.com/countersign/countersign/ciba/token"
 )
 
 // TestSignedRequestKeepsNumbersExactly: the numbers of authorization_details
@@ -50,5 +56,48 @@ func TestSignedRequestKeepsNumbersExactly(t *testing.T) {
 		if !strings.Contains(tok.Raw, `"amount":`+amount) {
 			t.Fatalf("token response lost the amount %s: %s", amount, tok.Raw)
 		}
+	}
+}
+
+// TestBareServiceServesDiscoveryAndDPoPToken: a Service built by ciba.New
+// and nothing else has working dependencies (a DPoP verifier among them):
+// discovery and a DPoP-bound /token answer, no panic.
+func TestBareServiceServesDiscoveryAndDPoPToken(t *testing.T) {
+	tn := startNode(t, nil)
+	id, secret := setup(t, tn)
+	minter := &token.Minter{Issuer: tn.URL, Keys: tn.keys.Get, AccessTTL: 5 * time.Minute, IDTTL: 5 * time.Minute, Now: tn.clock.Now}
+	bare := ciba.New(ciba.Config{Issuer: tn.URL}, tn.db, tn.engine, minter)
+	h := server.New(server.Deps{Service: bare, DB: tn.db, Keys: tn.keys.Get})
+	serve := func(req *http.Request) reply {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		r := reply{Status: rec.Code, Header: rec.Header(), Raw: rec.Body.String()}
+		_ = json.Unmarshal(rec.Body.Bytes(), &r.Body)
+		return r
+	}
+	disc := serve(httptest.NewRequest("GET", "/.well-known/openid-configuration", nil))
+	if algs, _ := disc.Body["dpop_signing_alg_values_supported"].([]any); disc.Status != 200 || len(algs) == 0 {
+		t.Fatalf("discovery: %d %s", disc.Status, disc.Raw)
+	}
+	r := tn.post("/bc-authorize", id, secret, url.Values{"scope": {"openid"}, "login_hint": {"alice"}, "authorization_details": {readDetails}})
+	if r.Status != 200 {
+		t.Fatalf("bc-authorize: %d %s", r.Status, r.Raw)
+	}
+	k := newDPoPKey(t)
+	// The bare service runs on the wall clock.
+	proof, err := dpop.Sign(k.priv, dpop.Claims{HTM: "POST", HTU: tn.URL + "/token", IAT: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("POST", "/token", strings.NewReader(cibaForm(r.str("auth_req_id")).Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	req.Header.Set("DPoP", proof)
+	tok := serve(req)
+	if tok.Status != 200 || tok.str("token_type") != "DPoP" {
+		t.Fatalf("token: %d %s", tok.Status, tok.Raw)
+	}
+	if cnf, _ := tn.verify(tok.str("access_token"), "at+jwt")["cnf"].(map[string]any); cnf["jkt"] != k.jkt {
+		t.Fatalf("cnf: %v", cnf)
 	}
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -100,4 +103,73 @@ func TestBareServiceServesDiscoveryAndDPoPToken(t *testing.T) {
 	if cnf, _ := tn.verify(tok.str("access_token"), "at+jwt")["cnf"].(map[string]any); cnf["jkt"] != k.jkt {
 		t.Fatalf("cnf: %v", cnf)
 	}
+}
+
+// TestTokensOfDisabledOrDeletedClientIntrospectInactive: a token whose
+// client is disabled or deleted introspects active:false, on the node that
+// made the change and on another node that had the client cached.
+func TestTokensOfDisabledOrDeletedClientIntrospectInactive(t *testing.T) {
+	a := startNode(t, nil)
+	b := startPeer(t, a)
+	id, secret := setup(t, a)
+	rsID, rsSecret := a.client(map[string]any{"client_id": "rs", "resource_server": true})
+	r := a.post("/bc-authorize", id, secret, url.Values{"scope": {"openid"}, "login_hint": {"alice"}, "authorization_details": {readDetails}})
+	tok := a.post("/token", id, secret, cibaForm(r.str("auth_req_id")))
+	if tok.Status != 200 {
+		t.Fatalf("token: %d %s", tok.Status, tok.Raw)
+	}
+	active := func(tn *testNode) any {
+		in := tn.post("/introspect", rsID, rsSecret, url.Values{"token": {tok.str("access_token")}})
+		if in.Status != 200 {
+			t.Fatalf("introspect: %d %s", in.Status, in.Raw)
+		}
+		return in.Body["active"]
+	}
+	eventually := func(tn *testNode, want bool, what string) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Second)
+		for active(tn) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: active is not %v", what, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if active(a) != true || active(b) != true { // both nodes now cache the client
+		t.Fatal("fresh token inactive")
+	}
+	if r := a.admin("PATCH", "/admin/clients/"+id, map[string]any{"disabled": true}); r.Status != 200 {
+		t.Fatalf("disable: %d %s", r.Status, r.Raw)
+	}
+	if active(a) != false {
+		t.Fatal("token of a disabled client active on the node that disabled it")
+	}
+	eventually(b, false, "disabled, other node")
+	if r := a.admin("PATCH", "/admin/clients/"+id, map[string]any{"disabled": false}); r.Status != 200 {
+		t.Fatalf("enable: %d %s", r.Status, r.Raw)
+	}
+	eventually(b, true, "enabled again")
+	if r := a.admin("DELETE", "/admin/clients/"+id, nil); r.Status != 204 && r.Status != 200 {
+		t.Fatalf("delete: %d %s", r.Status, r.Raw)
+	}
+	if active(a) != false {
+		t.Fatal("token of a deleted client active")
+	}
+	eventually(b, false, "deleted, other node")
+}
+
+// startPeer starts another node of first's deployment: same Redis, same
+// issuer (behind a load balancer), its own client cache and worker.
+func startPeer(t *testing.T, first *testNode) *testNode {
+	t.Helper()
+	cfg := *first.cfg
+	ctx, cancel := context.WithCancel(context.Background())
+	n, err := newNode(ctx, &cfg, slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), io.Discard, first.clock.Now)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(n.handler)
+	t.Cleanup(func() { srv.Close(); cancel(); n.close() })
+	return &testNode{node: n, t: t, URL: srv.URL, clock: first.clock}
 }

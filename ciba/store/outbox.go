@@ -156,7 +156,7 @@ func (db *DB) DueExpiries(ctx context.Context, shard int, n int64) ([]string, er
 
 // ARGV: 1 now, 2 outbox entry, 3.. audit. KEYS as keysFor.
 var scriptExpire = redis.NewScript(luaCommon + `
-local stale = audit_stale(14, 3)
+local stale = audit_stale(15, 3)
 if stale then return {'stale', stale} end
 local f = redis.call('HMGET', KEYS[1], 'state', 'exp')
 local id = string.match(KEYS[1], 'req:(.*)$')
@@ -165,7 +165,7 @@ if f[1] ~= 'pending' or tonumber(ARGV[1]) < tonumber(f[2]) then
   if f[1] ~= 'pending' then unpend(id) end
   return {'not_due'}
 end
-audit_write(14, 3)
+audit_write(15, 3)
 redis.call('HSET', KEYS[1], 'state', 'expired')
 unpend(id)
 outbox(ARGV[2])

@@ -211,6 +211,11 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 		nr.State = store.Pending
 		nr.Limits = s.cfg.Limits
 		interval = s.cfg.PollInterval
+		if s.Devices != nil {
+			// The push to the user's devices is written with the request:
+			// any node's worker sends it, even if this node dies now.
+			nr.Outbox = &store.Outbox{RequestID: id, Kind: kindDevice}
+		}
 	}
 	nr.Interval = interval
 	if err := s.db.CreateRequest(ctx, nr); err != nil {
@@ -219,9 +224,6 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 			return nil, rateLimited(le)
 		}
 		return nil, err
-	}
-	if nr.State == store.Pending && s.Devices != nil {
-		s.Devices.NotifyDevices(ctx, &req, d)
 	}
 	if mode != ModePush {
 		resp.Interval = &interval

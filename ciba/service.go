@@ -42,8 +42,9 @@ type Service struct {
 	Now      func() time.Time
 	Log      *slog.Logger
 	Observer Observer
-	// Devices is told about requests that wait for the user's phone. It
-	// may be nil (requests then wait for a device to look).
+	// Devices is told about requests that wait for the user's phone,
+	// through the outbox. It may be nil (requests then wait for a device
+	// to look).
 	Devices DeviceNotifier
 	// DPoP verifies proofs at /token (RFC 9449 §5).
 	DPoP *dpop.Verifier
@@ -51,9 +52,13 @@ type Service struct {
 	clients clientCache
 }
 
-// DeviceNotifier sends a pending request to the user's devices.
+// DeviceNotifier sends a pending request to the user's devices; the
+// outbox worker calls it for the entry stored with the request.
 type DeviceNotifier interface {
-	NotifyDevices(ctx context.Context, r *store.Request, d risk.Decision)
+	// PushDevices makes one attempt to each of the user's devices (only
+	// those listed, when only is not nil) and returns the devices to try
+	// again and the least wait before that.
+	PushDevices(ctx context.Context, r *store.Request, only []string) (again []string, wait time.Duration)
 }
 
 // Option sets one of a Service's dependencies at construction.

@@ -73,10 +73,11 @@ type LimitError struct {
 
 func (e *LimitError) Error() string { return "store: limit reached: " + e.Which }
 
-// Outbox is a notification to deliver to an agent after a state change.
+// Outbox is a notification to deliver after a state change: to an agent,
+// or to the user's devices (a pending request's Web Push).
 type Outbox struct {
 	RequestID string          `json:"request_id"`
-	Kind      string          `json:"kind"` // ping | push
+	Kind      string          `json:"kind"` // ping | push | expired | device
 	Body      json.RawMessage `json:"body,omitempty"`
 }
 
@@ -86,7 +87,7 @@ type NewRequest struct {
 	State    State     // Pending, Approved (by policy or context) or Denied (nothing stored but counters and audit)
 	Interval int       // seconds between polls
 	Approval *Approval // when State is Approved
-	Outbox   *Outbox   // when a ping/push client must be told now
+	Outbox   *Outbox   // when a ping/push client must be told now, or the devices pushed
 	Limits   Limits    // when State is Pending
 	Grant    *Grant    // when State is Approved
 	Events   []Event
@@ -214,9 +215,11 @@ redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'state', state, 'exp', ARGV[4], 'int
 if state == 'approved' then
   redis.call('HSET', KEYS[1], 'approval', ARGV[6])
   approve_counters(tonumber(ARGV[7]))
-  outbox(ARGV[12])
   grant(ARGV[14], ARGV[15])
 end
+-- The agent's notification of an approval, or the push to the user's
+-- devices of a pending request: durable with the request itself.
+outbox(ARGV[12])
 redis.call('PEXPIRE', KEYS[1], ARGV[13])
 return {'ok'}
 `)

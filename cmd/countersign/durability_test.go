@@ -173,3 +173,40 @@ func startPeer(t *testing.T, first *testNode) *testNode {
 	t.Cleanup(func() { srv.Close(); cancel(); n.close() })
 	return &testNode{node: n, t: t, URL: srv.URL, clock: first.clock}
 }
+
+// TestDevicePushIsTakenOverFromADeadNode: the Web Push of a pending request
+// is stored with it; when the node that read it dies before sending,
+// another node sends it, and the phone (decrypting it as a browser would)
+// gets the request and can approve it.
+func TestDevicePushIsTakenOverFromADeadNode(t *testing.T) {
+	a := startNode(t, nil)
+	id, secret := setup(t, a)
+	ph := a.enrollPhone("alice", "Pixel")
+	a.stopWorker()
+	ctx := context.Background()
+	if err := a.db.EnsureOutboxGroups(ctx); err != nil {
+		t.Fatal(err)
+	}
+	authReqID := a.highRisk(id, secret, "Pay ACME 25k")
+	// A node read the push and died before sending it.
+	msgs, err := a.db.ReadOutbox(ctx, "dead-node", 10, time.Second)
+	if err != nil || len(msgs) != 1 || msgs[0].Outbox.RequestID != authReqID || msgs[0].Outbox.Kind != "device" {
+		t.Fatalf("the push was not in the outbox: %+v %v", msgs, err)
+	}
+	b := startPeer(t, a)
+	b.stopWorker()
+	w := b.newWorker("rescuer", 200*time.Millisecond)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go w.Run(wctx)
+	push := waitPush(t, ph, authReqID)
+	if push.BindingMessage != "Pay ACME 25k" || push.Agent.ClientID != id || push.Type != "approval_request" || push.Urgency != "high" {
+		t.Fatalf("push: %+v", push)
+	}
+	if err := ph.Decide(ctx, authReqID, "approve"); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.poll(id, secret, authReqID); r.Status != 200 {
+		t.Fatalf("token after the taken-over push: %d %s", r.Status, r.Raw)
+	}
+}

@@ -175,6 +175,9 @@ func (db *DB) Decide(ctx context.Context, r *Request, d Decision) error {
 	// decision that is already committed.
 	switch res[0] {
 	case "ok":
+		if ob != "" {
+			db.nudgeOutbox()
+		}
 		return nil
 	case "missing":
 		return ErrNotFound

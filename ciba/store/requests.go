@@ -265,6 +265,9 @@ func (db *DB) CreateRequest(ctx context.Context, n NewRequest) error {
 		retry, _ := res[2].(int64)
 		return &LimitError{Which: which, RetryAfter: time.Duration(retry) * time.Millisecond}
 	}
+	if ob != "" && n.State != Denied {
+		db.nudgeOutbox()
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -9,16 +10,20 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/countersign/countersign/ciba"
 	"github.com/countersign/countersign/ciba/dpop"
 	"github.com/countersign/countersign/ciba/server"
 	"github.com/countersign/countersign/ciba/store"
+	"github.com/countersign/countersign/ciba/store/redistest"
 	"github.com/countersign/countersign/ciba/token"
 )
 
@@ -208,5 +213,56 @@ func TestDevicePushIsTakenOverFromADeadNode(t *testing.T) {
 	}
 	if r := a.poll(id, secret, authReqID); r.Status != 200 {
 		t.Fatalf("token after the taken-over push: %d %s", r.Status, r.Raw)
+	}
+}
+
+// commandCalls sums the calls of a command across the servers (INFO
+// commandstats).
+func commandCalls(t *testing.T, addrs []string, cmd string) int64 {
+	t.Helper()
+	var total int64
+	for _, addr := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		info, err := c.Info(context.Background(), "commandstats").Result()
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\n") {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls="); ok {
+				n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+				total += n
+			}
+		}
+	}
+	return total
+}
+
+// processCPU is this process's user+system CPU time in clock ticks
+// (/proc/self/stat fields 14 and 15).
+func processCPU() int64 {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}
+
+// TestIdleClusterNodeDoesNotSpin: on Redis Cluster an idle node's outbox
+// worker waits for work instead of polling every shard in a loop. The
+// bound is on commands counted over two idle seconds, not on time.
+func TestIdleClusterNodeDoesNotSpin(t *testing.T) {
+	addrs := redistest.Cluster(t)
+	startNode(t, func(c *Config) { c.RedisURL = "redis+cluster://" + strings.Join(addrs, ",") })
+	time.Sleep(500 * time.Millisecond) // let the node settle into idling
+	calls, cpu := commandCalls(t, addrs, "xreadgroup"), processCPU()
+	time.Sleep(2 * time.Second)
+	calls, cpu = commandCalls(t, addrs, "xreadgroup")-calls, processCPU()-cpu
+	t.Logf("idle for 2 s on the cluster: %d XREADGROUP, %d CPU ticks of the test process", calls, cpu)
+	if calls >= 50 {
+		t.Fatalf("an idle node sent %d XREADGROUP in 2 s", calls)
 	}
 }

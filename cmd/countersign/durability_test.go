@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +28,7 @@ import (
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/ciba/store/redistest"
 	"github.com/countersign/countersign/ciba/token"
+	"github.com/countersign/countersign/mobile-stub/phone"
 )
 
 // TestSignedRequestKeepsNumbersExactly: the numbers of authorization_details
@@ -264,5 +268,67 @@ func TestIdleClusterNodeDoesNotSpin(t *testing.T) {
 	t.Logf("idle for 2 s on the cluster: %d XREADGROUP, %d CPU ticks of the test process", calls, cpu)
 	if calls >= 50 {
 		t.Fatalf("an idle node sent %d XREADGROUP in 2 s", calls)
+	}
+}
+
+// TestDevicePushRetriedThroughTheOutbox: a push service that fails for the
+// moment (503) gets the push again from the outbox worker. The fake push
+// service checks what it gets as a real one and the browser would: the
+// VAPID JWT for its origin, and a body that decrypts (RFC 8291) with the
+// subscription's keys to the approval request.
+func TestDevicePushRetriedThroughTheOutbox(t *testing.T) {
+	tn := startNode(t, nil)
+	id, secret := setup(t, tn)
+	ph := tn.enrollPhone("alice", "Pixel")
+	ctx := context.Background()
+	priv, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := make([]byte, 16)
+	_, _ = rand.Read(auth)
+	var hits atomic.Int32
+	got := make(chan ciba.PushPayload, 4)
+	var endpoint string
+	service := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if _, err := phone.VerifyVAPID(r.Header.Get("Authorization"), endpoint, time.Now()); err != nil {
+			t.Errorf("VAPID: %v", err)
+			w.WriteHeader(401)
+			return
+		}
+		plain, err := phone.DecryptPush(body, priv, auth)
+		var p ciba.PushPayload
+		if err != nil || json.Unmarshal(plain, &p) != nil {
+			t.Errorf("undecryptable push: %v", err)
+			w.WriteHeader(400)
+			return
+		}
+		if hits.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		got <- p
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer service.Close()
+	endpoint = service.URL + "/push/alice"
+	enc := base64.RawURLEncoding.EncodeToString
+	sub, _ := json.Marshal(map[string]any{"endpoint": endpoint, "keys": map[string]string{"p256dh": enc(priv.PublicKey().Bytes()), "auth": enc(auth)}})
+	if err := tn.db.SetPushSubscription(ctx, ph.DeviceID(), sub); err != nil {
+		t.Fatal(err)
+	}
+	tn.worker.Hooks(nil, func(ctx context.Context, d time.Duration) error { return ctx.Err() })
+	authReqID := tn.highRisk(id, secret, "Pay ACME 25k")
+	select {
+	case p := <-got:
+		if p.ID != authReqID || p.BindingMessage != "Pay ACME 25k" || p.Type != "approval_request" {
+			t.Fatalf("push: %+v", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the push was not retried: %d hits", hits.Load())
+	}
+	if n := hits.Load(); n != 2 {
+		t.Fatalf("push service hits: %d, want 2 (one refused, one delivered)", n)
 	}
 }

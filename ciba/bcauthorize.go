@@ -165,9 +165,6 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 	id := store.NewShardedID(store.ShardOf(user.ID))
 	in2 := s.ruleInput(cl, user, scopes, details, p, expiry, in, now)
 	d := s.engine.Assess(ctx, in2)
-	if s.Observer != nil {
-		s.Observer.Decision(d)
-	}
 	adJSON, _ := json.Marshal(details)
 	if len(details) == 0 {
 		adJSON = nil
@@ -192,6 +189,7 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 		if err := s.db.CreateRequest(ctx, nr); err != nil {
 			return nil, err
 		}
+		s.observe(d)
 		return nil, oauth.New(oauth.AccessDenied, "refused by policy: %s", denyReason(d))
 	case rules.PathPolicy, rules.PathContext:
 		nr.State = store.Approved
@@ -225,10 +223,19 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 		}
 		return nil, err
 	}
+	s.observe(d)
 	if mode != ModePush {
 		resp.Interval = &interval
 	}
 	return resp, nil
+}
+
+// observe counts a decision once its request is stored: a refused or
+// failed store leaves the decision metrics as they were.
+func (s *Service) observe(d risk.Decision) {
+	if s.Observer != nil {
+		s.Observer.Decision(d)
+	}
 }
 
 // rateLimited is the push-bombing refusal: 429 with Retry-After.

@@ -332,3 +332,47 @@ func TestDevicePushRetriedThroughTheOutbox(t *testing.T) {
 		t.Fatalf("push service hits: %d, want 2 (one refused, one delivered)", n)
 	}
 }
+
+// TestRefusedRequestIsNotCounted: a request refused by the push-bombing
+// cap is never stored, so neither the velocity signals nor the decision
+// metrics count it.
+func TestRefusedRequestIsNotCounted(t *testing.T) {
+	tn := startNode(t, func(c *Config) { c.MaxPendingPerUser = 1 })
+	id, secret := setup(t, tn)
+	tn.highRisk(id, secret, "First")
+	decisions := func() string {
+		t.Helper()
+		r := tn.do(mustReq(t, "GET", tn.URL+"/metrics", ""))
+		var lines []string
+		for _, l := range strings.Split(r.Raw, "\n") {
+			if strings.HasPrefix(l, "countersign_decisions_total{") {
+				lines = append(lines, l)
+			}
+		}
+		return strings.Join(lines, "\n")
+	}
+	before := decisions()
+	if !strings.Contains(before, `path="device"} 1`) {
+		t.Fatalf("decision metrics after one request: %q", before)
+	}
+	sig := func() store.Signals {
+		s, err := tn.db.ReadSignals(context.Background(), id, "alice", allSignalNames, tn.clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	signals := sig()
+	r := tn.post("/bc-authorize", id, secret, url.Values{"scope": {"openid"}, "login_hint": {"alice"},
+		"binding_message": {"Second"}, "authorization_details": {bigPayment}})
+	wantError(t, r, 429, "slow_down")
+	if after := decisions(); after != before {
+		t.Fatalf("a refused request was counted:\n%s\nwas\n%s", after, before)
+	}
+	if after := sig(); after != signals {
+		t.Fatalf("a refused request moved the signals: %+v, was %+v", after, signals)
+	}
+}
+
+var allSignalNames = []string{store.SigAgentRequests1h, store.SigAgentUserRequests1h, store.SigUserPending,
+	store.SigAgentUserDenials24h, store.SigUserSpend24h, store.SigAgentUserSpend24h, store.SigFirstTime}

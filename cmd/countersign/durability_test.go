@@ -376,3 +376,24 @@ func TestRefusedRequestIsNotCounted(t *testing.T) {
 
 var allSignalNames = []string{store.SigAgentRequests1h, store.SigAgentUserRequests1h, store.SigUserPending,
 	store.SigAgentUserDenials24h, store.SigUserSpend24h, store.SigAgentUserSpend24h, store.SigFirstTime}
+
+// TestDelegatedTokenOfDisabledActorIntrospectsInactive: a token exchanged
+// down a chain is inactive once any actor of the chain is disabled, not
+// only its own client.
+func TestDelegatedTokenOfDisabledActorIntrospectsInactive(t *testing.T) {
+	tn := startNode(t, nil)
+	c := newChain(t, tn)
+	hop := c.exchange(c.booker, c.bookerS, c.token)
+	if hop.Status != 200 {
+		t.Fatalf("exchange: %d %s", hop.Status, hop.Raw)
+	}
+	if c.introspect(hop.str("access_token")).Body["active"] != true {
+		t.Fatal("fresh delegated token inactive")
+	}
+	if r := tn.admin("PATCH", "/admin/clients/"+c.planner, map[string]any{"disabled": true}); r.Status != 200 {
+		t.Fatalf("disable: %d %s", r.Status, r.Raw)
+	}
+	if in := c.introspect(hop.str("access_token")); in.Body["active"] != false {
+		t.Fatalf("token acting for a disabled planner still active: %s", in.Raw)
+	}
+}

@@ -37,7 +37,8 @@ type Worker struct {
 }
 
 // Hooks sets, while the worker runs, who is told about every finished
-// notification (metrics, tests) and how it waits between retries (tests
+// agent notification (metrics, tests; device pushes report through
+// DevicePusher.Wait) and how it waits between retries of either (tests
 // shorten it); nil keeps the default.
 func (w *Worker) Hooks(delivered func(m store.OutboxMsg, r notify.Result), sleep func(ctx context.Context, d time.Duration) error) {
 	w.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,8 +56,18 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.Parallel == 0 {
 		w.Parallel = 64
 	}
-	if err := db.EnsureOutboxGroups(ctx); err != nil {
-		return err
+	// Device pushes and agent callbacks depend on this worker: a Redis
+	// not ready yet (a cluster still forming) delays it, never stops it.
+	for attempt := 0; ; attempt++ {
+		err := db.EnsureOutboxGroups(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.Service.Log.Error("outbox groups not ready; retrying", "err", err)
+		w.sleep(ctx, notify.Backoff(min(attempt, 5)))
 	}
 	sem := make(chan struct{}, w.Parallel)
 	start := func(m store.OutboxMsg) {
@@ -76,6 +87,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			if ctx.Err() == nil {
 				w.Service.Log.Error("outbox read failed", "err", err)
 				w.sleep(ctx, time.Second)
+				if strings.HasPrefix(err.Error(), "NOGROUP") {
+					// The stream or its group is gone (a flushed Redis): recreate.
+					_ = db.EnsureOutboxGroups(ctx)
+				}
 			}
 			continue
 		}

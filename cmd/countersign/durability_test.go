@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -29,6 +30,7 @@ import (
 	"github.com/countersign/countersign/ciba/store/redistest"
 	"github.com/countersign/countersign/ciba/token"
 	"github.com/countersign/countersign/mobile-stub/phone"
+	"github.com/countersign/countersign/notify"
 )
 
 // TestSignedRequestKeepsNumbersExactly: the numbers of authorization_details
@@ -395,5 +397,68 @@ func TestDelegatedTokenOfDisabledActorIntrospectsInactive(t *testing.T) {
 	}
 	if in := c.introspect(hop.str("access_token")); in.Body["active"] != false {
 		t.Fatalf("token acting for a disabled planner still active: %s", in.Raw)
+	}
+}
+
+// groupRefuser sits at the Redis boundary and refuses the first XGROUP
+// commands, as a Redis Cluster still forming answers CLUSTERDOWN.
+type groupRefuser struct{ left atomic.Int32 }
+
+func (g *groupRefuser) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (g *groupRefuser) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, c redis.Cmder) error {
+		if c.Name() == "xgroup" && g.left.Add(-1) >= 0 {
+			err := errors.New("CLUSTERDOWN The cluster is down")
+			c.SetErr(err)
+			return err
+		}
+		return next(ctx, c)
+	}
+}
+
+func (g *groupRefuser) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestWorkerOutlivesRedisNotReadyAtStart: a worker whose Redis is not
+// ready when it starts keeps trying, then delivers; it does not stop for
+// good (device pushes and callbacks depend on it).
+func TestWorkerOutlivesRedisNotReadyAtStart(t *testing.T) {
+	tn := startNode(t, nil)
+	setup(t, tn)
+	ep := newAgentEndpoint(t)
+	id, secret := tn.modeClient("pinger", "ping", ep.srv.URL+"/cb")
+	tn.stopWorker()
+	g := &groupRefuser{}
+	g.left.Store(3)
+	rdb := redis.NewClient(&redis.Options{Addr: strings.TrimPrefix(tn.cfg.RedisURL, "redis://")})
+	rdb.AddHook(g)
+	defer rdb.Close()
+	db := store.Open(rdb, tn.cfg.KeyPrefix)
+	db.Now = tn.clock.Now
+	minter := &token.Minter{Issuer: tn.URL, Keys: tn.keys.Get, AccessTTL: 5 * time.Minute, IDTTL: 5 * time.Minute, Now: tn.clock.Now}
+	svc := ciba.New(tn.service.Config(), db, tn.engine, minter, ciba.WithClock(tn.clock.Now),
+		ciba.WithLogger(slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	w := &ciba.Worker{Service: svc, Consumer: "late-starter",
+		Callback: &notify.Callback{Client: notify.EndpointPolicy{AllowHTTP: true, AllowPrivate: true}.Client(5 * time.Second)}}
+	w.Hooks(nil, func(ctx context.Context, d time.Duration) error { return ctx.Err() })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- w.Run(ctx) }()
+	req := tn.notified(ep, id, secret, "late-tok", readDetails)
+	select {
+	case err := <-stopped:
+		t.Fatalf("the worker stopped: %v", err)
+	default:
+	}
+	ep.waitFor(t, req, "late-tok")
+	if g.left.Load() >= 0 {
+		t.Fatalf("the refusals were not all used: %d left", g.left.Load())
+	}
+	cancel()
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
 	}
 }

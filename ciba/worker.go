@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,7 +13,8 @@ import (
 )
 
 // Worker delivers the outbox: ping and push callbacks to agents (CIBA
-// Core §10.2, §10.3), and expires pending requests on time. Every node
+// Core §10.2, §10.3) and Web Push of pending requests to the user's
+// devices, and expires pending requests on time. Every node
 // runs one; they share the work through the Redis consumer group, and a
 // node that dies mid-delivery has its notifications taken over after
 // ClaimIdle (XAUTOCLAIM). Delivery is at least once.
@@ -36,7 +38,8 @@ type Worker struct {
 }
 
 // Hooks sets, while the worker runs, who is told about every finished
-// notification (metrics, tests) and how it waits between retries (tests
+// agent notification (metrics, tests; device pushes report through
+// DevicePusher.Wait) and how it waits between retries of either (tests
 // shorten it); nil keeps the default.
 func (w *Worker) Hooks(delivered func(m store.OutboxMsg, r notify.Result), sleep func(ctx context.Context, d time.Duration) error) {
 	w.mu.Lock()
@@ -53,8 +56,18 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.Parallel == 0 {
 		w.Parallel = 64
 	}
-	if err := db.EnsureOutboxGroups(ctx); err != nil {
-		return err
+	// Device pushes and agent callbacks depend on this worker: a Redis
+	// not ready yet (a cluster still forming) delays it, never stops it.
+	for attempt := 0; ; attempt++ {
+		err := db.EnsureOutboxGroups(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.Service.Log.Error("outbox groups not ready; retrying", "err", err)
+		w.sleep(ctx, notify.Backoff(min(attempt, 5)))
 	}
 	sem := make(chan struct{}, w.Parallel)
 	start := func(m store.OutboxMsg) {
@@ -74,6 +87,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			if ctx.Err() == nil {
 				w.Service.Log.Error("outbox read failed", "err", err)
 				w.sleep(ctx, time.Second)
+				if strings.HasPrefix(err.Error(), "NOGROUP") {
+					// The stream or its group is gone (a flushed Redis): recreate.
+					_ = db.EnsureOutboxGroups(ctx)
+				}
 			}
 			continue
 		}
@@ -132,6 +149,10 @@ func (w *Worker) deliver(ctx context.Context, m store.OutboxMsg) {
 		return // stays pending; reclaimed later
 	}
 	r := &rs.Request
+	if m.Outbox.Kind == kindDevice {
+		w.pushDevices(ctx, m, rs)
+		return
+	}
 	cl, err := s.db.Client(ctx, r.ClientID)
 	if err != nil || cl.NotificationEndpoint == "" {
 		s.Log.Warn("outbox: client gone or has no notification endpoint; dropped", "request", r.ID)
@@ -178,8 +199,45 @@ func (w *Worker) deliver(ctx context.Context, m store.OutboxMsg) {
 	}
 }
 
-// kindExpired marks the notification of a request that expired pending.
-const kindExpired = "expired"
+// Outbox kinds besides the delivery modes: the notification of a request
+// that expired pending, and the Web Push of a pending request to the
+// user's devices.
+const (
+	kindExpired = "expired"
+	kindDevice  = "device"
+)
+
+// pushDevices sends a pending request to its user's devices, retrying
+// the devices whose push service failed for the moment until the request
+// is decided or expires. A node that dies meanwhile leaves the entry to
+// another (ClaimIdle).
+func (w *Worker) pushDevices(ctx context.Context, m store.OutboxMsg, rs *store.RequestState) {
+	s := w.Service
+	var only []string
+	for attempt := 0; s.Devices != nil && rs.State == store.Pending; attempt++ {
+		again, wait := s.Devices.PushDevices(ctx, &rs.Request, only)
+		if len(again) == 0 {
+			break
+		}
+		// Until the request expires: past it nobody can approve it.
+		wait = max(notify.Backoff(attempt), wait)
+		if s.Now().Add(wait).After(rs.Request.ExpiresAt) || ctx.Err() != nil {
+			break
+		}
+		_ = s.db.Touch(ctx, w.Consumer, m)
+		if w.sleep(ctx, wait) != nil {
+			return // shutting down: another node takes it over
+		}
+		cur, err := s.db.RequestByID(ctx, rs.Request.ID)
+		if err != nil {
+			break // gone, or Redis failing: the phone still lists it
+		}
+		rs, only = cur, again
+	}
+	if err := s.db.Done(ctx, m); err != nil {
+		s.Log.Error("outbox ack failed", "request", rs.Request.ID, "err", err)
+	}
+}
 
 func expiredBody(r *store.Request) []byte {
 	if r.DeliveryMode == ModePush {

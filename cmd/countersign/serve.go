@@ -47,6 +47,7 @@ type node struct {
 // newNode wires a node from its configuration.
 func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer, now func() time.Time) (*node, error) {
 	n := &node{cfg: cfg}
+	routeRedisLog(log)
 	var rdb redis.UniversalClient
 	// The node's background work (rules, keys, outbox) ends with the node,
 	// before its Redis connection closes.
@@ -72,7 +73,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 			}
 		}()
 		closers = append(closers, cancel, m.Close)
-		rdb = redis.NewClient(&redis.Options{Addr: m.Addr()})
+		rdb = redis.NewUniversalClient(withDeadlines(&redis.UniversalOptions{Addrs: []string{m.Addr()}}, cfg.RequestTimeout))
 		log.Warn("EMBEDDED STORE: no --redis-url given; all state lives in this process's memory only and is lost on exit. Use COUNTERSIGN_REDIS_URL for anything but a trial.")
 		if cfg.AdminToken == "" {
 			b := make([]byte, 24)
@@ -85,7 +86,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 		if err != nil {
 			return nil, err
 		}
-		rdb = redis.NewUniversalClient(o)
+		rdb = redis.NewUniversalClient(withDeadlines(o, cfg.RequestTimeout))
 	}
 	closers = append(closers, func() { rdb.Close() })
 	n.close = func() {
@@ -196,7 +197,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 		},
 		RulesVersion: syncer.RulesVersion,
 		Rules:        &admin.Rules{DB: n.db, AdminName: cfg.AdminName},
-		VAPIDPublic:  vapid.Public,
+		VAPIDPublic:  vapid.Public, RequestTimeout: cfg.RequestTimeout,
 	})
 	return n, nil
 }

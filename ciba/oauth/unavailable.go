@@ -25,8 +25,8 @@ func Unavailable() *Error {
 // redisTransient are the Redis error replies that mean "not now" rather
 // than "no": the server is loading, failing over, out of clients or
 // memory, or the cluster is reconfiguring.
-var redisTransient = []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "NOREPLICAS",
-	"BUSY", "OOM", "max number of clients reached"}
+var redisTransient = []string{"LOADING ", "CLUSTERDOWN ", "TRYAGAIN ", "MASTERDOWN ", "READONLY ", "NOREPLICAS ",
+	"BUSY ", "OOM ", "max number of clients reached"}
 
 // clientTransient are go-redis's own failures to get a connection (pool
 // timeout or exhaustion, a closing client, no reachable sentinel).

@@ -65,6 +65,7 @@ func TestIsUnavailable(t *testing.T) {
 		// Answers, not outages: they stay errors of ours (server_error).
 		{wrongType, false},
 		{redis.ErrCrossSlot, false},
+		{reply("BUSYGROUP Consumer Group name already exists"), false},
 		{reply("ERR Error running script (call to f_x): @user_script:1: bad"), false},
 		{errors.New("store: request record: invalid character"), false},
 		{nil, false},

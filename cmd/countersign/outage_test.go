@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -265,4 +269,113 @@ func (tn *testNode) auditIDs(typ string) []string {
 		}
 	}
 	return ids
+}
+
+// logBuffer is a log destination shared by a node's goroutines, read in parts.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) take() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.buf.String()
+	b.buf.Reset()
+	return s
+}
+
+// TestOutageLogIsJSONAndBounded keeps Redis down for a few seconds under
+// the production logger and reads what the node wrote: every line JSON
+// (go-redis's own lines included), each kind of failure once, not once
+// per turn of each loop, and a "recovered" line when Redis is back.
+func TestOutageLogIsJSONAndBounded(t *testing.T) {
+	logs := &logBuffer{}
+	p := redistest.Own(t)
+	cfg, err := parseConfig(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RedisURL, cfg.AdminToken, cfg.RequestTimeout = "redis://"+p.Addr, testAdminToken, outageTimeout
+	ctx, cancel := context.WithCancel(context.Background())
+	n, err := newNode(ctx, cfg, newLogger("info", logs), io.Discard, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(n.handler)
+	t.Cleanup(func() { srv.Close(); cancel(); n.close() })
+	tn := &testNode{node: n, t: t, URL: srv.URL}
+	// The outbox worker's loops start once its 16 streams exist.
+	for deadline := time.Now().Add(patience); ; time.Sleep(20 * time.Millisecond) {
+		keys, _ := n.db.Redis().Keys(ctx, cfg.KeyPrefix+"*outbox*").Result()
+		if len(keys) >= 16 || time.Now().After(deadline) {
+			break
+		}
+	}
+	logs.take()
+
+	p.Stop()
+	// Three seconds of outage: every background loop fails several
+	// times, and twenty requests answer 503.
+	for i := 0; i < 20; i++ {
+		wantUnavailable(t, "admin", tn.call(tn.adminReq("GET", "/admin/users", "")))
+		time.Sleep(150 * time.Millisecond)
+	}
+	down := lines(t, logs.take())
+	p.Start()
+	deadline := time.Now().Add(patience)
+	for tn.call(mustReq(t, "GET", tn.URL+"/readyz", "")).Status != 200 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // a turn of every 1 s loop
+	up := lines(t, logs.take())
+
+	perMsg := map[string]int{}
+	for _, l := range down {
+		perMsg[l["msg"].(string)]++
+	}
+	t.Logf("%d lines in 3 s of outage: %v", len(down), perMsg)
+	if perMsg["redis client"] == 0 {
+		t.Errorf("go-redis's own lines (failed dials) are not in the JSON log: %v", down)
+	}
+	for msg, n := range perMsg {
+		if n > 2 {
+			t.Errorf("%q logged %d times in 3 s: not rate-limited", msg, n)
+		}
+	}
+	if perMsg["request answered 503: store unavailable"] != 1 {
+		t.Errorf("the 20 503s should log one line: %v", perMsg)
+	}
+	recovered := 0
+	for _, l := range up {
+		if strings.HasSuffix(l["msg"].(string), ": recovered") {
+			recovered++
+		}
+	}
+	if recovered == 0 {
+		t.Errorf("no recovered line once Redis was back: %v", up)
+	}
+}
+
+// lines parses a log: every line must be one JSON object.
+func lines(t *testing.T, s string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("a log line that is not JSON: %q", l)
+		}
+		out = append(out, m)
+	}
+	return out
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/countersign/countersign/ciba/store/redistest"
 )
@@ -378,4 +379,67 @@ func lines(t *testing.T, s string) []map[string]any {
 		out = append(out, m)
 	}
 	return out
+}
+
+// TestWorkerStartsThroughAnOutage starts an outbox worker while Redis is
+// down: it must wait for Redis, not give up for good, and deliver once
+// Redis is back.
+func TestWorkerStartsThroughAnOutage(t *testing.T) {
+	tn, p := startOutageNode(t)
+	setup(t, tn)
+	ep := newAgentEndpoint(t)
+	id, secret := tn.modeClient("pinger", "ping", ep.srv.URL+"/cb")
+	tn.stopWorker()
+	p.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	ran, stopped := make(chan error, 1), make(chan struct{})
+	go func() { ran <- tn.newWorker("late", time.Second).Run(ctx); close(stopped) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	select {
+	case err := <-ran:
+		t.Fatalf("the outbox worker gave up while Redis was down: %v", err)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	p.Start()
+	for deadline := time.Now().Add(patience); tn.call(mustReq(t, "GET", tn.URL+"/readyz", "")).Status != 200; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not ready after Redis came back")
+		}
+	}
+	authReqID := tn.notified(ep, id, secret, "ntok-outage", readDetails)
+	ep.waitFor(t, authReqID, "ntok-outage")
+}
+
+// TestEveryRedisFormHasDeadlines checks that the deadlines reach the
+// client of every URL form (one node, Sentinel, Cluster) as go-redis
+// builds it from the universal options (the embedded store takes the
+// one-node form).
+func TestEveryRedisFormHasDeadlines(t *testing.T) {
+	for _, u := range []string{"redis://h:1/2", "rediss://h:1", "redis+sentinel://h:1,h:2/master?db=1",
+		"redis+cluster://h:1,h:2", "rediss+cluster://h:1"} {
+		o, err := redisOptions(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o = withDeadlines(o, 2*time.Second)
+		var got []*redis.Options
+		switch {
+		case o.IsClusterMode:
+			c := o.Cluster()
+			got = append(got, &redis.Options{ContextTimeoutEnabled: c.ContextTimeoutEnabled, DialTimeout: c.DialTimeout,
+				ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, PoolTimeout: c.PoolTimeout, MaxRetries: c.MaxRetries})
+		case o.MasterName != "":
+			f := o.Failover()
+			got = append(got, &redis.Options{ContextTimeoutEnabled: f.ContextTimeoutEnabled, DialTimeout: f.DialTimeout,
+				ReadTimeout: f.ReadTimeout, WriteTimeout: f.WriteTimeout, PoolTimeout: f.PoolTimeout, MaxRetries: f.MaxRetries})
+		default:
+			got = append(got, o.Simple())
+		}
+		for _, g := range got {
+			if !g.ContextTimeoutEnabled || g.DialTimeout != 2*time.Second || g.ReadTimeout != 2*time.Second ||
+				g.WriteTimeout != 2*time.Second || g.PoolTimeout != 2*time.Second || g.MaxRetries != 2 {
+				t.Errorf("%s: %+v", u, g)
+			}
+		}
+	}
 }

@@ -240,6 +240,7 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 // decidedInterval is the interval, in seconds, of a request approved by
 // policy or context at /bc-authorize.
 const decidedInterval = 1
+
 // observe counts a decision once its request is stored: a refused or
 // failed store leaves the decision metrics as they were.
 func (s *Service) observe(d risk.Decision) {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/countersign/countersign/ciba/ratelog"
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/notify"
 )
@@ -35,6 +37,10 @@ type Worker struct {
 	mu        sync.Mutex
 	delivered func(m store.OutboxMsg, r notify.Result)
 	sleepFn   func(ctx context.Context, d time.Duration) error
+
+	// While Redis is down every loop fails on every turn: one line at
+	// once, then one per interval with a count, then "recovered".
+	readFail, claimFail, sweepFail, storeFail *ratelog.Failure
 }
 
 // Hooks sets, while the worker runs, who is told about every finished
@@ -56,18 +62,24 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.Parallel == 0 {
 		w.Parallel = 64
 	}
-	// Device pushes and agent callbacks depend on this worker: a Redis
-	// not ready yet (a cluster still forming) delays it, never stops it.
-	for attempt := 0; ; attempt++ {
+	log := w.Service.Log
+	w.readFail = ratelog.New(log, slog.LevelError, "outbox read failed")
+	w.claimFail = ratelog.New(log, slog.LevelError, "outbox reclaim failed")
+	w.sweepFail = ratelog.New(log, slog.LevelError, "expiry sweep failed")
+	w.storeFail = ratelog.New(log, slog.LevelError, "outbox: store unavailable during delivery")
+	// A Redis outage while the node starts must not leave it without a
+	// worker for good: retry until the groups exist.
+	for {
 		err := db.EnsureOutboxGroups(ctx)
 		if err == nil {
+			w.readFail.OK()
 			break
 		}
 		if ctx.Err() != nil {
-			return nil
+			return err
 		}
-		w.Service.Log.Error("outbox groups not ready; retrying", "err", err)
-		w.sleep(ctx, notify.Backoff(min(attempt, 5)))
+		w.readFail.Fail(err)
+		w.sleep(ctx, time.Second)
 	}
 	sem := make(chan struct{}, w.Parallel)
 	start := func(m store.OutboxMsg) {
@@ -85,7 +97,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		msgs, err := db.ReadOutbox(ctx, w.Consumer, 64, time.Second)
 		if err != nil {
 			if ctx.Err() == nil {
-				w.Service.Log.Error("outbox read failed", "err", err)
+				w.readFail.Fail(err)
 				w.sleep(ctx, time.Second)
 				if strings.HasPrefix(err.Error(), "NOGROUP") {
 					// The stream or its group is gone (a flushed Redis): recreate.
@@ -94,6 +106,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		w.readFail.OK()
 		for _, m := range msgs {
 			start(m)
 		}
@@ -124,8 +137,11 @@ func (w *Worker) reclaim(ctx context.Context, start func(store.OutboxMsg)) {
 	every := max(w.ClaimIdle/3, 100*time.Millisecond)
 	for ctx.Err() == nil {
 		msgs, err := w.Service.db.ClaimStale(ctx, w.Consumer, w.ClaimIdle, 64)
-		if err != nil && ctx.Err() == nil {
-			w.Service.Log.Error("outbox reclaim failed", "err", err)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			w.claimFail.Fail(err)
+		case err == nil:
+			w.claimFail.OK()
 		}
 		for _, m := range msgs {
 			w.Service.Log.Info("took over a notification of another node", "request", m.Outbox.RequestID)
@@ -145,7 +161,7 @@ func (w *Worker) deliver(ctx context.Context, m store.OutboxMsg) {
 		return
 	}
 	if err != nil {
-		s.Log.Error("outbox: reading the request failed", "request", m.Outbox.RequestID, "err", err)
+		w.storeFail.Fail(err, "request", m.Outbox.RequestID)
 		return // stays pending; reclaimed later
 	}
 	r := &rs.Request
@@ -154,6 +170,12 @@ func (w *Worker) deliver(ctx context.Context, m store.OutboxMsg) {
 		return
 	}
 	cl, err := s.db.Client(ctx, r.ClientID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		// Not a missing client, an unreachable store: keep the
+		// notification for a later attempt rather than drop it.
+		w.storeFail.Fail(err, "request", r.ID)
+		return
+	}
 	if err != nil || cl.NotificationEndpoint == "" {
 		s.Log.Warn("outbox: client gone or has no notification endpoint; dropped", "request", r.ID)
 		_ = s.db.Done(ctx, m)
@@ -189,7 +211,9 @@ func (w *Worker) deliver(ctx context.Context, m store.OutboxMsg) {
 			"status", res.Status)
 	}
 	if err := s.db.Done(ctx, m); err != nil {
-		s.Log.Error("outbox ack failed", "request", r.ID, "err", err)
+		w.storeFail.Fail(err, "request", r.ID, "step", "ack")
+	} else {
+		w.storeFail.OK()
 	}
 	w.mu.Lock()
 	done := w.delivered
@@ -254,19 +278,25 @@ func expiredBody(r *store.Request) []byte {
 func (w *Worker) sweep(ctx context.Context) {
 	s := w.Service
 	for ctx.Err() == nil {
+		ok := true
 		for shard := 0; shard < store.Shards && ctx.Err() == nil; shard++ {
 			ids, err := s.db.DueExpiries(ctx, shard, 100)
 			if err != nil {
+				ok = false
 				if ctx.Err() == nil {
-					s.Log.Error("expiry sweep failed", "err", err)
+					w.sweepFail.Fail(err, "shard", shard)
 				}
 				continue
 			}
 			for _, id := range ids {
 				if err := s.expire(ctx, id); err != nil && ctx.Err() == nil {
-					s.Log.Error("expiring a request failed", "request", id, "err", err)
+					ok = false
+					w.sweepFail.Fail(err, "request", id)
 				}
 			}
+		}
+		if ok && ctx.Err() == nil {
+			w.sweepFail.OK()
 		}
 		w.sleep(ctx, time.Second)
 	}

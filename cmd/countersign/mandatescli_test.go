@@ -40,8 +40,8 @@ func signedMandate(t *testing.T, entry string, claims jwt.MapClaims) (*mandateVi
 		t.Fatal(err)
 	}
 	m := &mandateView{ID: "M1", UserID: "alice", ClientID: "trip", Intent: "Book my travel",
-		Actions:    json.RawMessage(`[{"type":"agent_action","action":"read","resource":"calendar"}]`),
-		Budget:     &mandateBudget{Currency: "EUR", Amount: "2000.00"}, MaxUses: 20,
+		Actions: json.RawMessage(`[{"type":"agent_action","action":"read","resource":"calendar"}]`),
+		Budget:  &mandateBudget{Currency: "EUR", Amount: "2000.00"}, MaxUses: 20,
 		ValidUntil: time.Date(2026, 12, 13, 0, 0, 0, 0, time.UTC), DeviceID: "dev1", RequestID: "R1"}
 	return m, &auditEvent{Type: "request.approved", RequestID: "R1", Action: details, DecisionJWT: tok}, jwkJSON
 }

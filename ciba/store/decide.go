@@ -118,24 +118,30 @@ type Decision struct {
 	Approval *Approval // when approving
 	Outbox   *Outbox
 	Grant    *Grant // when approving
-	Events   []Event
+	// Mandate, when approving a mandate request, is created in the same
+	// script as the decision.
+	Mandate *Mandate
+	Events  []Event
 }
 
 // ARGV: 1 decision (approve|deny), 2 user, 3 now, 4 approval, 5 amount,
-// 6 outbox, 7 grant record, 8 grant expiry ms, 9.. audit.
-var scriptDecide = redis.NewScript(luaCommon + `
-local stale = audit_stale(15, 9)
+// 6 outbox, 7 grant record, 8 grant expiry ms, 9-13 the mandate
+// (mandateCreateArgs), 14.. audit (KEYS as keysFor, then mandateKeys, then
+// the audit keys from KEYS[18]).
+var scriptDecide = redis.NewScript(luaCommon + luaMandate + `
+local stale = audit_stale(18, 14)
 if stale then return {'stale', stale} end
 local f = redis.call('HMGET', KEYS[1], 'state', 'user', 'exp')
 if not f[1] or f[2] ~= ARGV[2] then return {'missing'} end
 if f[1] ~= 'pending' or tonumber(ARGV[3]) >= tonumber(f[3]) then return {'decided'} end
 local id = string.match(KEYS[1], 'req:(.*)$')
-audit_write(15, 9)
+audit_write(18, 14)
 unpend(id)
 if ARGV[1] == 'approve' then
   redis.call('HSET', KEYS[1], 'state', 'approved', 'approval', ARGV[4])
   approve_counters(tonumber(ARGV[5]))
   grant(ARGV[7], ARGV[8])
+  mandate_create(ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13])
 else
   redis.call('HSET', KEYS[1], 'state', 'denied')
   deny_counters()
@@ -166,8 +172,18 @@ func (db *DB) Decide(ctx context.Context, r *Request, d Decision) error {
 	if err != nil {
 		return err
 	}
+	margs, err := db.mandateCreateArgs(d.Mandate, now)
+	if err != nil {
+		return err
+	}
 	k := db.keysFor(r.ID, r.ClientID, r.UserID, grantID, now)
-	res, err := db.runAudited(ctx, scriptDecide, k.shard, k.keys, []any{verdict, r.UserID, ms(now), ap, r.Amount, ob, grantRec, grantExp}, d.Events)
+	mid := ""
+	if d.Mandate != nil {
+		mid = d.Mandate.ID
+	}
+	keys := append(k.keys, db.mandateKeys(r.UserID, mid)...)
+	args := append([]any{verdict, r.UserID, ms(now), ap, r.Amount, ob, grantRec, grantExp}, margs...)
+	res, err := db.runAudited(ctx, scriptDecide, k.shard, keys, args, d.Events)
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ type Approval struct {
 	DecisionJTI string    `json:"decision_jti,omitempty"`
 	DecisionJWT string    `json:"decision_jwt,omitempty"`
 	GrantID     string    `json:"grant_id,omitempty"`
+	MandateID   string    `json:"mandate_id,omitempty"`
 	TokenJTI    string    `json:"token_jti,omitempty"`
 	At          time.Time `json:"at"`
 }
@@ -90,7 +91,10 @@ type NewRequest struct {
 	Outbox   *Outbox   // when a ping/push client must be told now, or the devices pushed
 	Limits   Limits    // when State is Pending
 	Grant    *Grant    // when State is Approved
-	Events   []Event
+	// Mandate, when set, is re-checked and charged in the same script:
+	// ErrMandateSpent (and nothing stored) when it no longer allows it.
+	Mandate *MandateCharge
+	Events  []Event
 }
 
 type reqKeys struct {
@@ -169,15 +173,19 @@ end
 
 // ARGV: 1 rec, 2 state, 3 now, 4 exp, 5 interval, 6 approval, 7 amount,
 // 8 max pending per user, 9 per agent-user, 10 pushes per minute, 11 id,
-// 12 outbox, 13 gc ttl ms, 14 grant record, 15 grant expiry ms, 16.. audit
-// (audit keys from KEYS[15]).
-var scriptCreate = redis.NewScript(luaCommon + `
-local stale = audit_stale(15, 16)
+// 12 outbox, 13 gc ttl ms, 14 grant record, 15 grant expiry ms, 16-19 the
+// mandate charge (mandateChargeArgs), 20.. audit (KEYS as keysFor, then
+// mandateKeys, then the audit keys from KEYS[18]).
+var scriptCreate = redis.NewScript(luaCommon + luaMandate + `
+local stale = audit_stale(18, 20)
 if stale then return {'stale', stale} end
 local now = tonumber(ARGV[3])
 local state = ARGV[2]
+local rec = cjson.decode(ARGV[1])
+local spent = mandate_check(ARGV[16], rec['client_id'], rec['user_id'], now, tonumber(ARGV[17]), tonumber(ARGV[18]))
+if spent then return {'mandate', spent} end
 if state == 'denied' then
-  audit_write(15, 16)
+  audit_write(18, 20)
   deny_counters()
   return {'ok'}
 end
@@ -202,14 +210,14 @@ if state == 'pending' then
 end
 -- Every check passed: the audit events are the first write, so a failure
 -- to write them leaves nothing else written.
-audit_write(15, 16)
+audit_write(18, 20)
+mandate_charge(ARGV[16], tonumber(ARGV[17]), tonumber(ARGV[18]), ARGV[19])
 if state == 'pending' then
   redis.call('INCR', KEYS[9]); redis.call('EXPIRE', KEYS[9], 120)
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[11])
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[11])
   redis.call('ZADD', KEYS[10], ARGV[4], ARGV[11])
 end
-local rec = cjson.decode(ARGV[1])
 redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'state', state, 'exp', ARGV[4], 'interval', ARGV[5],
   'next', 0, 'client', rec['client_id'], 'user', rec['user_id'])
 if state == 'approved' then
@@ -251,14 +259,26 @@ func (db *DB) CreateRequest(ctx context.Context, n NewRequest) error {
 	if err != nil {
 		return err
 	}
+	charge, err := mandateChargeArgs(n.Mandate, r, now)
+	if err != nil {
+		return err
+	}
 	k := db.keysFor(r.ID, r.ClientID, r.UserID, grantID, now)
-	res, err := db.runAudited(ctx, scriptCreate, k.shard, k.keys, []any{
+	mid := ""
+	if n.Mandate != nil {
+		mid = n.Mandate.ID
+	}
+	keys := append(k.keys, db.mandateKeys(r.UserID, mid)...)
+	res, err := db.runAudited(ctx, scriptCreate, k.shard, keys, append([]any{
 		rec, string(n.State), ms(now), ms(r.ExpiresAt), n.Interval, approval, r.Amount,
 		n.Limits.PendingPerUser, n.Limits.PendingPerAgentUser, n.Limits.PushesPerMinute,
 		r.ID, ob, (r.ExpiresAt.Sub(now) + gcTTL).Milliseconds(), grantRec, grantExp,
-	}, n.Events)
+	}, charge...), n.Events)
 	if err != nil {
 		return err
+	}
+	if res[0] == "mandate" {
+		return ErrMandateSpent
 	}
 	if res[0] == "limit" {
 		which, _ := res[1].(string)

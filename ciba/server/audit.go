@@ -15,7 +15,7 @@ import (
 
 func (s *srv) audit(c echo.Context) error {
 	q := store.AuditQuery{User: c.QueryParam("user"), Agent: c.QueryParam("agent"), Request: c.QueryParam("request"),
-		Type: c.QueryParam("type"), Cursor: c.QueryParam("cursor")}
+		Type: c.QueryParam("type"), Cursor: c.QueryParam("cursor"), Mandate: c.QueryParam("mandate")}
 	if v := c.QueryParam("since"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/gowebpki/jcs"
 
 	"github.com/countersign/countersign/ciba/dpop"
+	"github.com/countersign/countersign/mobile-stub/phone"
 )
 
 // signedMandate is a device key, a mandate as the server holds it and the
@@ -94,5 +98,133 @@ func TestVerifyIntentOffline(t *testing.T) {
 		if ck := verifyIntent(m, ev, key); ck.Verified || !strings.Contains(ck.Problem, tc.want) {
 			t.Errorf("%s: %+v, want a problem naming %q", name, ck, tc.want)
 		}
+	}
+}
+
+// travelMandate is the travel example's mandate entry, ending 72 h after now.
+func travelMandate(now time.Time) string {
+	return `[{"type":"intent_mandate","intent":"Book my travel for the conference","actions":[` +
+		`{"type":"agent_action","action":"read","resource":"calendar"},` +
+		`{"type":"agent_action","action":"search","resource":"flights"},` +
+		`{"type":"agent_action","action":"search","resource":"hotels"},` +
+		`{"type":"payment_initiation","currency":"EUR","max_amount":2000},` +
+		`{"type":"agent_action","action":"write","resource":"calendar"}],` +
+		`"budget":{"currency":"EUR","amount":2000},"max_uses":20,"valid_until":"` + now.Add(72*time.Hour).UTC().Format(time.RFC3339) + `"}]`
+}
+
+// approvedMandate asks alice's phone for the travel mandate, approves it
+// and returns the mandate id from the token.
+func (tn *testNode) approvedMandate(ph *phone.Phone, id, secret string) string {
+	tn.t.Helper()
+	r := tn.post("/bc-authorize", id, secret, url.Values{"scope": {"openid"}, "login_hint": {"alice"},
+		"binding_message": {"Trip 7"}, "authorization_details": {travelMandate(tn.clock.Now())}})
+	if r.Status != 200 {
+		tn.t.Fatalf("mandate request: %d %s", r.Status, r.Raw)
+	}
+	req := r.str("auth_req_id")
+	if err := ph.Decide(context.Background(), req, phone.Approve); err != nil {
+		tn.t.Fatal(err)
+	}
+	tok := tn.poll(id, secret, req)
+	ds, _ := tok.Body["authorization_details"].([]any)
+	if tok.Status != 200 || len(ds) != 1 {
+		tn.t.Fatalf("mandate token: %d %s", tok.Status, tok.Raw)
+	}
+	mid, _ := ds[0].(map[string]any)["mandate_id"].(string)
+	if mid == "" {
+		tn.t.Fatalf("no mandate_id in %s", tok.Raw)
+	}
+	return mid
+}
+
+// withinMandate asks for details under mandate mid and returns the token
+// response of the first poll.
+func (tn *testNode) withinMandate(id, secret, mid, details string) reply {
+	tn.t.Helper()
+	r := tn.post("/bc-authorize", id, secret, url.Values{"scope": {"openid"}, "login_hint": {"alice"},
+		"mandate_id": {mid}, "authorization_details": {details}})
+	if r.Status != 200 {
+		tn.t.Fatalf("request under the mandate: %d %s", r.Status, r.Raw)
+	}
+	return tn.poll(id, secret, r.str("auth_req_id"))
+}
+
+const trainTicket = `[{"type":"payment_initiation","currency":"EUR","amount":"412.50","creditor":{"name":"Rail Europe"}}]`
+
+func TestMandatesCLIAndRoutes(t *testing.T) {
+	tn := startNode(t, nil)
+	id, secret := setup(t, tn)
+	ph := tn.enrollPhone("alice", "Pixel")
+	mid := tn.approvedMandate(ph, id, secret)
+	if tok := tn.withinMandate(id, secret, mid, trainTicket); tok.Status != 200 {
+		t.Fatalf("a purchase inside the mandate was not approved by it: %d %s", tok.Status, tok.Raw)
+	}
+
+	code, out, errOut := tn.cli("mandates", "list", "--user", "alice")
+	if code != 0 || !strings.Contains(out, mid) || !strings.Contains(out, "active") || !strings.Contains(out, "412.50") ||
+		!strings.Contains(out, "Book my travel for the conference") {
+		t.Fatalf("list: %d %s %s", code, out, errOut)
+	}
+	if code, out, _ := tn.cli("mandates", "list", "--agent", "someone-else", "--output", "json"); code != 0 || strings.Contains(out, mid) {
+		t.Fatalf("list of another agent: %d %s", code, out)
+	}
+
+	code, out, errOut = tn.cli("mandates", "show", mid)
+	if code != 0 || !strings.Contains(out, "signed intent: VERIFIED: ES256 signature of device "+ph.DeviceID()) ||
+		!strings.Contains(out, "path=mandate") || !strings.Contains(out, "Rail Europe") {
+		t.Fatalf("show: %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ = tn.cli("mandates", "show", mid, "--output", "json")
+	var shown struct {
+		Mandate   map[string]any `json:"mandate"`
+		Signature intentCheck    `json:"signature"`
+		Actions   []auditEvent   `json:"actions"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &shown) != nil || !shown.Signature.Verified || shown.Mandate["spent"] != "412.50" {
+		t.Fatalf("show --output json: %d %s", code, out)
+	}
+	approvedUnder := 0
+	for _, e := range shown.Actions {
+		if e.MandateID != mid {
+			t.Fatalf("an event of another mandate: %+v", e)
+		}
+		if e.Type == "request.approved" && e.Path == "mandate" {
+			approvedUnder++
+		}
+	}
+	if approvedUnder != 1 {
+		t.Fatalf("want the one purchase approved under the mandate, got %+v", shown.Actions)
+	}
+
+	// The device API: the user's phone sees it with what was spent.
+	ms, err := ph.Mandates(context.Background())
+	if err != nil || len(ms) != 1 || ms[0].ID != mid || ms[0].Spent != "412.50" || ms[0].Uses != 1 || len(ms[0].Taken) != 1 {
+		t.Fatalf("device mandates: %+v %v", ms, err)
+	}
+	var se *phone.ServerError
+	if err := ph.RevokeMandate(context.Background(), "nosuchmandate0000000000"); !errors.As(err, &se) || se.Status != 404 || se.Code != "not_found" {
+		t.Fatalf("revoking an unknown mandate from the phone: %v", err)
+	}
+	wantError(t, tn.admin("GET", "/admin/mandates/nosuchmandate0000000000", nil), 404, "not_found")
+	wantError(t, tn.admin("POST", "/admin/mandates/nosuchmandate0000000000/revoke", nil), 404, "not_found")
+	wantError(t, tn.admin("GET", "/admin/users/nobody/devices", nil), 404, "not_found")
+	wantError(t, tn.do(mustReq(t, "GET", tn.URL+"/device/mandates", "")), 401, "invalid_token")
+	if code, _, errOut := tn.cli("mandates", "show", "nosuchmandate0000000000"); code != 1 || !strings.Contains(errOut, "404 not_found") {
+		t.Fatalf("show of an unknown mandate: %d %s", code, errOut)
+	}
+	if code, _, _ := tn.cli("mandates", "show"); code != 2 {
+		t.Fatalf("show without an id: %d", code)
+	}
+
+	// Revoked: the CLI says so, later requests take the ordinary path.
+	if code, out, errOut := tn.cli("mandates", "revoke", mid); code != 0 || !strings.Contains(out, "revoked mandate "+mid) {
+		t.Fatalf("revoke: %d %s %s", code, out, errOut)
+	}
+	if r := tn.admin("GET", "/admin/mandates/"+mid, nil); r.Status != 200 || r.str("status") != "revoked" {
+		t.Fatalf("after revoke: %d %s", r.Status, r.Raw)
+	}
+	wantError(t, tn.withinMandate(id, secret, mid, trainTicket), 400, "authorization_pending")
+	if code, _, _ := tn.cli("mandates", "revoke", mid); code != 0 {
+		t.Fatal("revoking twice must succeed")
 	}
 }

@@ -1,0 +1,89 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// mandateRoutes serves intent mandates: the user's phone lists and revokes
+// its user's, the admin API every user's (docs/api.md "Intent mandates").
+func (s *srv) mandateRoutes(e *echo.Echo, admin *echo.Group) {
+	d := e.Group("/device/mandates", s.deviceAuth)
+	d.GET("", s.deviceMandates)
+	d.POST("/:id/revoke", s.deviceRevokeMandate)
+	admin.GET("/mandates", s.adminMandates)
+	admin.GET("/mandates/:id", s.adminMandate)
+	admin.POST("/mandates/:id/revoke", s.adminRevokeMandate)
+	admin.GET("/users/:id/devices", s.userDevices)
+}
+
+func (s *srv) deviceMandates(c echo.Context) error {
+	list, err := s.Service.DeviceMandates(c.Request().Context(), device(c))
+	if err != nil {
+		return err
+	}
+	noStore(c)
+	return c.JSON(http.StatusOK, map[string]any{"mandates": list})
+}
+
+func (s *srv) deviceRevokeMandate(c echo.Context) error {
+	if err := s.Service.RevokeMandate(c.Request().Context(), c.Param("id"), device(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *srv) adminMandates(c echo.Context) error {
+	list, err := s.Service.ListMandates(c.Request().Context(), c.QueryParam("user"), c.QueryParam("agent"))
+	if err != nil {
+		return err
+	}
+	noStore(c)
+	return c.JSON(http.StatusOK, map[string]any{"mandates": list})
+}
+
+func (s *srv) adminMandate(c echo.Context) error {
+	v, err := s.Service.Mandate(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	noStore(c)
+	return c.JSON(http.StatusOK, v)
+}
+
+func (s *srv) adminRevokeMandate(c echo.Context) error {
+	if err := s.Service.RevokeMandate(c.Request().Context(), c.Param("id"), nil); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// deviceKey is an enrolled device as the admin API shows it: its public
+// key, so that a signed decision can be verified offline; never its push
+// subscription.
+type deviceKey struct {
+	ID        string          `json:"id"`
+	Name      string          `json:"name"`
+	PublicKey json.RawMessage `json:"public_key"`
+	CreatedAt string          `json:"created_at"`
+}
+
+// userDevices lists a user's enrolled devices with their public keys.
+func (s *srv) userDevices(c echo.Context) error {
+	ctx := c.Request().Context()
+	if _, err := s.Admin.User(ctx, c.Param("id")); err != nil {
+		return err
+	}
+	devs, err := s.DB.Devices(ctx, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	out := make([]deviceKey, 0, len(devs))
+	for _, d := range devs {
+		out = append(out, deviceKey{ID: d.ID, Name: d.Name, PublicKey: d.PublicKey, CreatedAt: d.CreatedAt.UTC().Format(time.RFC3339)})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"devices": out})
+}

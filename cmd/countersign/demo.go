@@ -21,8 +21,9 @@ import (
 )
 
 // `countersign demo`: a server on the embedded store, a user, an agent and
-// a phone (a real one through the enrollment link, or --stub), then three
-// requests through the CIBA poll flow that show the three paths.
+// a phone (a real one through the enrollment link, or --stub), then
+// requests through the CIBA poll flow that show the four paths: context,
+// policy, device, and acting within an intent mandate the phone approved.
 
 const (
 	demoUser  = "demo"
@@ -194,12 +195,50 @@ func runDemo(ctx context.Context, stub bool, listen, issuer string, now func() t
 	agent := &demoAgentClient{base: local, id: client.ID, secret: client.Secret, http: &http.Client{Timeout: 30 * time.Second}, out: out}
 	for i, r := range demoRequests {
 		fmt.Fprintf(out, "\n%d. %s\n", i+4, r.title)
-		if err := agent.run(ctx, r); err != nil {
+		if _, err := agent.run(ctx, r); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintln(out, "\nDone: three requests, three paths (context, policy, device).")
+	if err := agent.mandate(ctx, now(), len(demoRequests)+4); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "\nDone: four paths (context, policy, device, mandate).")
 	return nil
+}
+
+// mandate shows the mandate path: the agent asks the phone once for an
+// intent with a budget, then acts within it without asking again.
+func (a *demoAgentClient) mandate(ctx context.Context, now time.Time, step int) error {
+	fmt.Fprintf(a.out, "\n%d. An intent mandate: approve once on the phone, up to 2000 EUR for three days (waits for the phone)\n", step)
+	ask := demoRequest{bindingMessage: "Trip to the conference", details: `[{"type":"intent_mandate","intent":"Book my travel for the conference",` +
+		`"actions":[{"type":"agent_action","action":"read","resource":"calendar"},` +
+		`{"type":"payment_initiation","currency":"EUR","max_amount":2000}],"budget":{"currency":"EUR","amount":2000},` +
+		`"valid_until":"` + now.Add(72*time.Hour).UTC().Format(time.RFC3339) + `"}]`}
+	tok, err := a.run(ctx, ask)
+	if err != nil || tok == nil {
+		return err
+	}
+	var ds []struct {
+		MandateID string `json:"mandate_id"`
+	}
+	if b, err := json.Marshal(tok["authorization_details"]); err == nil {
+		_ = json.Unmarshal(b, &ds)
+	}
+	if len(ds) != 1 || ds[0].MandateID == "" {
+		fmt.Fprintln(a.out, "   ✗ the token names no mandate")
+		return nil
+	}
+	mid := ds[0].MandateID
+	fmt.Fprintf(a.out, "   mandate %s: the agent sends mandate_id=%s with its next requests\n", mid, mid)
+	fmt.Fprintf(a.out, "\n%d. A train ticket inside the mandate (approved by the mandate at once, no phone)\n", step+1)
+	if _, err := a.run(ctx, demoRequest{bindingMessage: "Train 412.50", details: `[{"type":"payment_initiation","currency":"EUR",` +
+		`"amount":"412.50","creditor":{"name":"Rail Europe"}}]`}, "mandate_id", mid); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.out, "\n%d. A 1200 EUR hotel inside the mandate but over the user's limit (a rule still sends it to the phone)\n", step+2)
+	_, err = a.run(ctx, demoRequest{bindingMessage: "Hotel 1200", details: `[{"type":"payment_initiation","currency":"EUR",` +
+		`"amount":1200,"creditor":{"name":"Grand Hotel"}}]`}, "mandate_id", mid)
+	return err
 }
 
 // daytimeZone is a fixed-offset IANA zone (Etc/GMT±N) where it is about
@@ -262,16 +301,22 @@ func (a *demoAgentClient) post(ctx context.Context, path string, form url.Values
 	return resp.StatusCode, body, nil
 }
 
-// run makes one backchannel authentication request and polls for the token.
-func (a *demoAgentClient) run(ctx context.Context, r demoRequest) error {
-	status, ack, err := a.post(ctx, "/bc-authorize", url.Values{"scope": {"openid"}, "login_hint": {demoUser},
-		"binding_message": {r.bindingMessage}, "authorization_details": {r.details}})
+// run makes one backchannel authentication request and polls for the
+// token; it returns the token response (nil when refused).
+// extra are more form parameters as name, value pairs (mandate_id).
+func (a *demoAgentClient) run(ctx context.Context, r demoRequest, extra ...string) (map[string]any, error) {
+	form := url.Values{"scope": {"openid"}, "login_hint": {demoUser},
+		"binding_message": {r.bindingMessage}, "authorization_details": {r.details}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		form.Set(extra[i], extra[i+1])
+	}
+	status, ack, err := a.post(ctx, "/bc-authorize", form)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if status != 200 {
 		fmt.Fprintf(a.out, "   ✗ bc-authorize refused: %v (%v)\n", ack["error"], ack["error_description"])
-		return nil
+		return nil, nil
 	}
 	id, _ := ack["auth_req_id"].(string)
 	interval, _ := ack["interval"].(float64)
@@ -280,12 +325,12 @@ func (a *demoAgentClient) run(ctx context.Context, r demoRequest) error {
 	for {
 		status, tok, err := a.post(ctx, "/token", url.Values{"grant_type": {"urn:openid:params:grant-type:ciba"}, "auth_req_id": {id}})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		switch code, _ := tok["error"].(string); {
 		case status == 200:
 			a.printToken(tok)
-			return nil
+			return tok, nil
 		case code == "authorization_pending":
 			if !waiting {
 				fmt.Fprintf(a.out, "   agent: authorization_pending: waiting for the phone (message %q)\n", r.bindingMessage)
@@ -295,12 +340,12 @@ func (a *demoAgentClient) run(ctx context.Context, r demoRequest) error {
 			interval += 5
 		default:
 			fmt.Fprintf(a.out, "   ✗ %s: %v\n", code, tok["error_description"])
-			return nil
+			return nil, nil
 		}
 		wait := time.Duration(max(interval, 1)) * time.Second
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(wait):
 		}
 	}
@@ -331,7 +376,9 @@ func (a *demoAgentClient) printToken(tok map[string]any) {
 	if len(rules) > 0 {
 		line += " (rules: " + strings.Join(rules, ", ") + ")"
 	}
-	if d, _ := ap["device_id"].(string); d != "" {
+	if m, _ := ap["mandate_id"].(string); m != "" {
+		line += " " + m + ", the intent the device signed"
+	} else if d, _ := ap["device_id"].(string); d != "" {
 		line += ", signed by device " + d
 	}
 	fmt.Fprintln(a.out, line)

@@ -76,7 +76,7 @@ func (o *Outcome) RuleIDs() []string {
 	return ids
 }
 
-// activation resolves the five variables straight to the input structs;
+// activation resolves the six variables straight to the input structs;
 // the object types read their fields without reflection.
 type activation struct {
 	in      *Input

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Input is what every rule sees: the five CEL variables of docs/rules.md "The CEL
+// Input is what every rule sees: the six CEL variables of docs/rules.md "The CEL
 // environment". The `cel` tags are the names rules use; the `json` tags are
 // the same names, so a recorded input reads like a rule.
 type Input struct {

@@ -11,7 +11,7 @@ import (
 	"github.com/google/cel-go/common/types/traits"
 )
 
-// The five input variables are declared as CEL object types whose fields
+// The six input variables are declared as CEL object types whose fields
 // are read by hand-written getters (no reflection on the request path):
 // misspelt fields are compile errors (docs/rules.md "The CEL environment"), and
 // user.attributes / each action.details entry are maps of dyn. The field
@@ -294,7 +294,7 @@ func (a *typeAdapter) NativeToValue(v any) ref.Val {
 }
 
 // inputTypes is the environment option declaring the object types and the
-// five variables.
+// six variables.
 func inputTypes() cel.EnvOption {
 	return func(e *cel.Env) (*cel.Env, error) {
 		p := &typeProvider{Provider: e.CELTypeProvider(), byName: map[string]*objectType{}}

@@ -52,6 +52,7 @@ type params struct {
 	acrValues                                     []string
 	requestedExpiry                               string
 	details                                       string
+	mandateID                                     string // an intent mandate to act within
 	has                                           map[string]bool
 }
 
@@ -69,7 +70,12 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 		hint = normalizeHint(in.Form.Get("login_hint"))
 	}
 	names := s.engine.Active().Signals()
-	lk, err := s.db.LookupAuthorize(ctx, in.Credentials.ClientID, hint, names, s.Now())
+	mandateID := ""
+	if hint != "" {
+		mandateID = in.Form.Get("mandate_id")
+	}
+	// The mandate an agent acts within is read in the same round trip.
+	lk, err := s.db.LookupAuthorizeMandate(ctx, in.Credentials.ClientID, hint, mandateID, names, s.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +89,9 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 	}
 	// CIBA Core §13: a client not registered for the CIBA grant.
 	if !hasGrant(cl, oauth.GrantCIBA) {
+		if err := subAgentMandate(cl, in.Form); err != nil {
+			return nil, err
+		}
 		return nil, oauth.New(oauth.UnauthorizedClient, "client is not registered for the CIBA grant")
 	}
 	p, err := s.readParams(ctx, cl, in.Form)
@@ -127,6 +136,9 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 			return nil, err
 		}
 	}
+	if err := s.checkMandateRequest(details, p.mandateID); err != nil {
+		return nil, err
+	}
 	mode := cl.DeliveryMode
 	if mode == "" {
 		mode = ModePoll
@@ -163,11 +175,50 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 	if err := checkMayAct(user, cl.ID, scopes, amount); err != nil {
 		return nil, err
 	}
+	m, err := s.readMandate(ctx, lk, hint, p.mandateID, user)
+	if err != nil {
+		return nil, err
+	}
+	a := &assessed{who: who, cl: cl, user: user, scopes: scopes, details: details, p: p, expiry: expiry, mode: mode,
+		amount: amount, in: in, mandate: s.useMandate(m, cl.ID, user.ID, details)}
+	resp, err := s.store(ctx, a)
+	if errors.Is(err, store.ErrMandateSpent) {
+		// A concurrent request spent what this one counted on (or the
+		// mandate was revoked in between): decide it again as if it named
+		// no mandate. Only this race costs a round trip more.
+		a.mandate = &mandateUse{}
+		resp, err = s.store(ctx, a)
+	}
+	return resp, err
+}
 
+// assessed is a validated /bc-authorize request, ready to be decided.
+type assessed struct {
+	who     *refusal
+	cl      *store.Client
+	user    *store.User
+	scopes  []string
+	details []rar.Detail
+	p       params
+	expiry  time.Duration
+	mode    string
+	amount  float64
+	in      AuthorizeInput
+	mandate *mandateUse
+}
+
+// store assesses the request and stores it with its outcome; an approval
+// by a mandate charges it in the same script (store.ErrMandateSpent when
+// it no longer allows it, with nothing stored).
+func (s *Service) store(ctx context.Context, a *assessed) (*AuthorizeResponse, error) {
+	who, cl, user, scopes, details, p, expiry, mode, amount, in := a.who, a.cl, a.user, a.scopes, a.details, a.p, a.expiry, a.mode, a.amount, a.in
+	var err error
 	now := s.Now()
 	id := store.NewShardedID(store.ShardOf(user.ID))
 	in2 := s.ruleInput(cl, user, scopes, details, p, expiry, in, now)
+	in2.Mandate = a.mandate.input
 	d := s.engine.Assess(ctx, in2)
+	mandateToPhone(&d, details)
 	adJSON, _ := json.Marshal(details)
 	if len(details) == 0 {
 		adJSON = nil
@@ -198,13 +249,16 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 		who.audited = true // request.denied
 		s.observe(d)
 		return nil, oauth.New(oauth.AccessDenied, "refused by policy: %s", denyReason(d))
-	case rules.PathPolicy, rules.PathContext:
+	case rules.PathPolicy, rules.PathContext, rules.PathMandate:
 		nr.State = store.Approved
 		grant := store.NewID()
 		nr.Approval = &store.Approval{By: d.Path, Rules: ruleIDs(d), GrantID: grant, At: now}
 		nr.Grant = s.grantFor(&req, grant)
 		nr.Events = append(nr.Events, store.Event{At: now, Type: "request.approved", RequestID: id, GrantID: grant,
 			User: user.ID, Agent: cl.ID, Actors: []string{cl.ID}, Path: d.Path})
+		if d.Path == rules.PathMandate {
+			a.mandate.approve(&nr)
+		}
 		var issued *store.Event
 		if nr.Outbox, issued, err = s.outboxFor(&req, nr.Approval); err != nil {
 			return nil, err
@@ -224,6 +278,9 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 	}
 	nr.Interval = interval
 	if err := s.db.CreateRequest(ctx, nr); err != nil {
+		if errors.Is(err, store.ErrMandateSpent) {
+			return nil, err
+		}
 		var le *store.LimitError
 		if errors.As(err, &le) {
 			return nil, rateLimited(le)

@@ -225,7 +225,7 @@ func (s *Service) view(ctx context.Context, rs *store.RequestState) RequestView 
 	v.Risk = RiskView{Level: o.Level, Score: o.Score, Reasons: []RuleReason{}}
 	for _, m := range o.Rules {
 		v.Risk.Reasons = append(v.Risk.Reasons, RuleReason{Rule: m.ID, Reason: m.Reason})
-		if m.Decision == rules.DecisionRequireDevice || m.Error != "" || m.ID == rules.MatchACRDevice {
+		if m.Decision == rules.DecisionRequireDevice || m.Error != "" || m.ID == rules.MatchACRDevice || m.ID == MatchIntentMandate {
 			v.Risk.RequiredBy = append(v.Risk.RequiredBy, m.ID)
 		}
 	}
@@ -359,6 +359,15 @@ func (s *Service) Decide(ctx context.Context, dev *store.Device, id, decisionJWT
 			DecisionJWT: decisionJWT, GrantID: grant, At: now}
 		ev.Type, ev.GrantID = "request.approved", grant
 		d.Grant = s.grantFor(&r, grant)
+		if rar.IsMandate(details) {
+			// The signed decision over the mandate entry is the user's
+			// signed intent: the mandate is created with the approval.
+			if d.Mandate, err = newMandate(&r, dev, c.ID, now); err != nil {
+				return err
+			}
+			d.Approval.MandateID, ev.MandateID = d.Mandate.ID, d.Mandate.ID
+			d.Grant.AuthorizationDetails = withMandateID(d.Grant.AuthorizationDetails, d.Mandate.ID)
+		}
 		var issued *store.Event
 		if d.Outbox, issued, err = s.outboxFor(&r, d.Approval); err != nil {
 			return err

@@ -109,6 +109,12 @@ func (s *Service) exchange(ctx context.Context, caller *store.Client, in TokenIn
 			detailsJSON = nil
 		}
 	}
+	// A mandate is the user's approval of an intent, asked for by the
+	// agent they approved: a sub-agent may neither ask for one nor carry
+	// one on; it acts within one only by its concrete entries.
+	if rar.IsMandate(details) {
+		return nil, errSubAgentMandate()
+	}
 	aud := sub.Audience
 	if a := f.Get("audience"); a != "" {
 		if !contains(sub.Audience, a) {
@@ -209,5 +215,6 @@ func (s *Service) exchangeInput(caller *store.Client, u *store.User, scopes []st
 }
 
 func tokenRef(c *token.AccessClaims) store.TokenRef {
-	return store.TokenRef{User: c.Subject, JTI: c.ID, GrantID: c.GrantID, Actors: c.Act.Chain(), IssuedAt: c.IssuedAt}
+	return store.TokenRef{User: c.Subject, JTI: c.ID, GrantID: c.GrantID, MandateID: c.Approval.MandateID,
+		Actors: c.Act.Chain(), IssuedAt: c.IssuedAt}
 }

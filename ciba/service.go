@@ -23,6 +23,9 @@ type Config struct {
 	PollInterval    int           // seconds, for device-pending requests (5)
 	DefaultAudience string        // access token aud without locations (the issuer)
 	Limits          store.Limits  // push-bombing caps
+	// MandateMaxValidity bounds how far ahead an intent mandate may end
+	// (DefaultMandateMaxValidity when 0).
+	MandateMaxValidity time.Duration
 	Dev             bool
 }
 

@@ -154,10 +154,18 @@ const trainTicket = `[{"type":"payment_initiation","currency":"EUR","amount":"41
 func TestMandatesCLIAndRoutes(t *testing.T) {
 	tn := startNode(t, nil)
 	id, secret := setup(t, tn)
+	disc := tn.do(mustReq(t, "GET", tn.URL+"/.well-known/openid-configuration", ""))
+	if !strings.Contains(disc.Raw, `"urn:countersign:acr:mandate"`) || !strings.Contains(disc.Raw, `"intent_mandate"`) {
+		t.Fatalf("discovery does not advertise mandates: %s", disc.Raw)
+	}
 	ph := tn.enrollPhone("alice", "Pixel")
 	mid := tn.approvedMandate(ph, id, secret)
-	if tok := tn.withinMandate(id, secret, mid, trainTicket); tok.Status != 200 {
+	tok := tn.withinMandate(id, secret, mid, trainTicket)
+	if tok.Status != 200 {
 		t.Fatalf("a purchase inside the mandate was not approved by it: %d %s", tok.Status, tok.Raw)
+	}
+	if idt := tn.verify(tok.str("id_token"), "JWT"); idt["acr"] != "urn:countersign:acr:mandate" {
+		t.Fatalf("acr %v", idt["acr"])
 	}
 
 	code, out, errOut := tn.cli("mandates", "list", "--user", "alice")
@@ -223,7 +231,15 @@ func TestMandatesCLIAndRoutes(t *testing.T) {
 	if r := tn.admin("GET", "/admin/mandates/"+mid, nil); r.Status != 200 || r.str("status") != "revoked" {
 		t.Fatalf("after revoke: %d %s", r.Status, r.Raw)
 	}
-	wantError(t, tn.withinMandate(id, secret, mid, trainTicket), 400, "authorization_pending")
+	// The same purchase now takes the ordinary path: the default rules
+	// approve 412.50 EUR by policy, and the token names no mandate.
+	after := tn.withinMandate(id, secret, mid, trainTicket)
+	if after.Status != 200 {
+		t.Fatalf("after revoke: %d %s", after.Status, after.Raw)
+	}
+	if ap, _ := tn.verify(after.str("access_token"), "at+jwt")["approval"].(map[string]any); ap["by"] != "policy" || ap["mandate_id"] != nil {
+		t.Fatalf("a request under a revoked mandate was approved by %v", ap)
+	}
 	if code, _, _ := tn.cli("mandates", "revoke", mid); code != 0 {
 		t.Fatal("revoking twice must succeed")
 	}

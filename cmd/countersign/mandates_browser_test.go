@@ -54,7 +54,7 @@ func TestBrowserMandate(t *testing.T) {
 	var leaks []string
 	p.eval(`(() => { const out = [];
 		if (document.querySelector("#mandate-intent").getAttribute("dir") !== "auto") out.push("intent");
-		for (const li of document.querySelectorAll("#mandate-actions li")) if (!li.querySelector("bdi")) out.push(li.textContent);
+		for (const li of document.querySelectorAll("#mandate-actions li[data-type=agent_action]")) if (li.querySelectorAll("bdi").length !== 2) out.push(li.textContent);
 		if (!document.querySelector("#mandate-agent bdi")) out.push("agent");
 		return out; })()`, &leaks)
 	if len(leaks) > 0 {

@@ -173,7 +173,11 @@ func runDemo(ctx context.Context, stub bool, listen, issuer string, now func() t
 				fmt.Fprintf(out, "   phone: could not decide %q: %v\n", push.BindingMessage, err)
 				return
 			}
-			fmt.Fprintf(out, "   phone: notified (%s), approved %q with its device key\n", push.Summary, push.BindingMessage)
+			what := ""
+			if push.Summary != "" {
+				what = " (" + push.Summary + ")"
+			}
+			fmt.Fprintf(out, "   phone: notified%s, approved %q with its device key\n", what, push.BindingMessage)
 		})
 	} else {
 		fmt.Fprintf(out, "3. Enroll a phone: open this link on it, or scan the code.\n   %s\n\n", enr.URL)
@@ -376,7 +380,7 @@ func (a *demoAgentClient) printToken(tok map[string]any) {
 	if len(rules) > 0 {
 		line += " (rules: " + strings.Join(rules, ", ") + ")"
 	}
-	if m, _ := ap["mandate_id"].(string); m != "" {
+	if m, _ := ap["mandate_id"].(string); m != "" && ap["by"] == "mandate" {
 		line += " " + m + ", the intent the device signed"
 	} else if d, _ := ap["device_id"].(string); d != "" {
 		line += ", signed by device " + d

@@ -99,7 +99,8 @@ func checkDemoOutput(t *testing.T, text string) {
 		// inside it approved by the mandate, and one a rule still sends to
 		// the phone.
 		regexp.MustCompile(`(?m)^7\. An intent mandate.*\n.*binding message "Trip to the conference".*\n` +
-			`(   (agent|phone): .*\n)*   ✓ token issued: approved by device.*\n   mandate [A-Za-z0-9]{22}: the agent sends mandate_id=`),
+			`(   (agent|phone): .*\n)*   ✓ token issued: approved by device \(rules: intent_mandate\), signed by device \S+\n` +
+			`   mandate [A-Za-z0-9]{22}: the agent sends mandate_id=`),
 		regexp.MustCompile(`(?m)^8\. A train ticket inside the mandate.*\n.*binding message "Train 412\.50".*\n` +
 			`   ✓ token issued: approved by mandate [A-Za-z0-9]{22}, the intent the device signed$`),
 		regexp.MustCompile(`(?m)^9\. A 1200 EUR hotel.*\n.*binding message "Hotel 1200".*\n` +

@@ -39,7 +39,8 @@ rules:
 // delegates to a sub-agent), alice with a stub phone, and a resource
 // server.
 type mandateFixture struct {
-	t          *testing.T
+	user       string // "alice" unless set
+	t          testing.TB
 	tn         *testNode
 	id, secret string
 	sub, subS  string
@@ -90,7 +91,11 @@ func pay(amount float64) string {
 // ask sends /bc-authorize for alice; mandate "" sends no mandate_id.
 func (f *mandateFixture) ask(details, mandate string) reply {
 	f.t.Helper()
-	form := url.Values{"scope": {"openid"}, "login_hint": {"alice"}, "authorization_details": {details}}
+	user := f.user
+	if user == "" {
+		user = "alice"
+	}
+	form := url.Values{"scope": {"openid"}, "login_hint": {user}, "authorization_details": {details}}
 	if mandate != "" {
 		form.Set("mandate_id", mandate)
 	}
@@ -112,9 +117,14 @@ func (f *mandateFixture) createMandate(details string) (string, reply) {
 	if r.Status != 200 || r.Body["interval"] != float64(5) {
 		f.t.Fatalf("mandate request: %d %s", r.Status, r.Raw)
 	}
-	push := waitPush(f.t, f.ph, r.str("auth_req_id"))
-	if push.Risk.Level != "high" {
-		f.t.Fatalf("mandate push: %+v", push)
+	for push := range f.ph.Pushes() {
+		if push.ID != r.str("auth_req_id") {
+			continue
+		}
+		if push.Risk.Level != "high" {
+			f.t.Fatalf("mandate push: %+v", push)
+		}
+		break
 	}
 	view, err := f.ph.View(context.Background(), r.str("auth_req_id"))
 	if err != nil || !strings.Contains(strings.Join(view.Risk.RequiredBy, ","), "intent_mandate") {

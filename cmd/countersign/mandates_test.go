@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/mobile-stub/phone"
 )
@@ -46,16 +48,26 @@ type mandateFixture struct {
 	sub, subS  string
 	rs, rsS    string
 	ph         *phone.Phone
+	key        *agentKey // set: requests are signed request objects
 }
 
-func newMandateFixture(t *testing.T) *mandateFixture {
+func newMandateFixture(t *testing.T) *mandateFixture { return newMandateFixtureWith(t, nil) }
+
+// newMandateFixtureWith registers agent-1 with key's JWKS and request
+// signing, when key is set: its requests are then signed request objects.
+func newMandateFixtureWith(t *testing.T, key *agentKey) *mandateFixture {
 	t.Helper()
 	// Many requests wait for the phone here: no caps on them.
 	tn := startNode(t, func(c *Config) { c.MaxPendingPerUser, c.MaxPendingPerAgent, c.MaxPushesPerMinute = 0, 0, 0 })
 	f := &mandateFixture{t: t, tn: tn}
 	f.sub, f.subS = tn.client(map[string]any{"client_id": "sub-agent", "grant_types": []string{exchangeGrant}})
-	f.id, f.secret = tn.client(map[string]any{"client_id": "agent-1", "client_name": "Trip planner",
-		"delegates_to": []string{"sub-agent"}, "agent": map[string]any{"trust_tier": "standard"}})
+	meta := map[string]any{"client_id": "agent-1", "client_name": "Trip planner",
+		"delegates_to": []string{"sub-agent"}, "agent": map[string]any{"trust_tier": "standard"}}
+	if key != nil {
+		meta["jwks"], meta["backchannel_authentication_request_signing_alg"] = key.jwks(), "ES256"
+		f.key = key
+	}
+	f.id, f.secret = tn.client(meta)
 	f.rs, f.rsS = tn.client(map[string]any{"client_id": "hotel-api", "resource_server": true})
 	tn.user(map[string]any{"id": "alice", "attributes": map[string]any{"spending_limit": 5000, "timezone": "UTC"}})
 	if r := tn.admin("PUT", "/admin/rules", map[string]any{"ruleset": mandateRules, "comment": "mandate tests"}); r.Status != 200 {
@@ -98,6 +110,19 @@ func (f *mandateFixture) ask(details, mandate string) reply {
 	form := url.Values{"scope": {"openid"}, "login_hint": {user}, "authorization_details": {details}}
 	if mandate != "" {
 		form.Set("mandate_id", mandate)
+	}
+	if f.key != nil {
+		// mandate_id as a claim of the signed request object.
+		now := f.tn.clock.Now()
+		c := jwt.MapClaims{"iss": f.id, "aud": f.tn.URL, "exp": now.Add(5 * time.Minute).Unix(), "iat": now.Unix(),
+			"nbf": now.Unix(), "jti": store.NewID()}
+		for k := range form {
+			c[k] = form.Get(k)
+		}
+		var ad []any
+		_ = json.Unmarshal([]byte(details), &ad)
+		c["authorization_details"] = ad
+		form = url.Values{"request": {f.key.sign(f.t.(*testing.T), c)}}
 	}
 	return f.tn.post("/bc-authorize", f.id, f.secret, form)
 }
@@ -433,5 +458,21 @@ func TestMandateSubAgents(t *testing.T) {
 	}
 	if f.introspect(narrow.str("access_token")) {
 		t.Fatal("an exchanged token of a revoked mandate is active")
+	}
+}
+
+// A signed request object carries mandate_id as a claim; the mandate is
+// then read after the user is known (the lookup had no hint to read it by).
+func TestMandateIDInRequestObject(t *testing.T) {
+	f := newMandateFixtureWith(t, newAgentKey(t))
+	mid, _ := f.createMandate(travel(f.tn.clock.Now().Add(24*time.Hour), "2000", 0))
+	if by, _ := f.decided(pay(600), mid); by != "mandate" {
+		t.Fatalf("mandate_id in a request object: %s", by)
+	}
+	if by, _ := f.decided(pay(600), ""); by != "device" {
+		t.Fatalf("without it: %s", by)
+	}
+	if v := f.view(mid); v.Spent != "600.00" {
+		t.Fatalf("spent %s", v.Spent)
 	}
 }

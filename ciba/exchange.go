@@ -101,6 +101,9 @@ func (s *Service) exchange(ctx context.Context, caller *store.Client, in TokenIn
 		if details, err = rar.Parse(raw); err != nil {
 			return nil, err
 		}
+		if rar.IsMandate(details) {
+			return nil, errSubAgentMandate()
+		}
 		if err := rar.Narrower(details, wide); err != nil {
 			return nil, err
 		}
@@ -110,8 +113,8 @@ func (s *Service) exchange(ctx context.Context, caller *store.Client, in TokenIn
 		}
 	}
 	// A mandate is the user's approval of an intent, asked for by the
-	// agent they approved: a sub-agent may neither ask for one nor carry
-	// one on; it acts within one only by its concrete entries.
+	// agent they approved: a sub-agent may neither ask for one (above) nor
+	// carry one on; it acts within one only by its concrete entries.
 	if rar.IsMandate(details) {
 		return nil, errSubAgentMandate()
 	}
@@ -135,6 +138,9 @@ func (s *Service) exchange(ctx context.Context, caller *store.Client, in TokenIn
 	}
 	newChain := append(append([]string{}, chain...), caller.ID)
 	x := s.exchangeInput(caller, user, scopes, details, newChain, in)
+	if x.Mandate, err = s.exchangeMandate(ctx, &sub, details); err != nil {
+		return nil, err
+	}
 	d := s.engine.Assess(ctx, x)
 	if s.Observer != nil {
 		s.Observer.Decision(d)

@@ -11,6 +11,7 @@ import (
 	"github.com/countersign/countersign/ciba/oauth"
 	"github.com/countersign/countersign/ciba/rar"
 	"github.com/countersign/countersign/ciba/store"
+	"github.com/countersign/countersign/ciba/token"
 	"github.com/countersign/countersign/risk"
 	"github.com/countersign/countersign/rules"
 )
@@ -144,6 +145,33 @@ func (s *Service) useMandate(m *store.MandateState, client, user string, details
 		u.charge = &store.MandateCharge{ID: m.ID, AmountCents: cents, Uses: 1}
 	}
 	return u
+}
+
+// exchangeMandate is the rules' mandate variable at a token exchange from
+// a token approved by a mandate: it covers the narrower entries when the
+// mandate is still active and a template of its own covers each. Nothing
+// is charged again: the subject token's request paid for them.
+func (s *Service) exchangeMandate(ctx context.Context, sub *token.AccessClaims, details []rar.Detail) (rules.Mandate, error) {
+	if sub.Approval.By != rules.PathMandate || sub.Approval.MandateID == "" {
+		return rules.Mandate{}, nil
+	}
+	m, err := s.db.MandateOf(ctx, sub.Subject, sub.Approval.MandateID)
+	if errors.Is(err, store.ErrNotFound) {
+		return rules.Mandate{}, nil
+	}
+	if err != nil {
+		return rules.Mandate{}, err
+	}
+	chain := sub.Act.Chain()
+	if len(chain) == 0 {
+		return rules.Mandate{}, nil
+	}
+	u := s.useMandate(m, chain[0], sub.Subject, details)
+	_, sameCurrency := rar.PaymentCents(details, m.Currency)
+	tpls, _ := templatesOf(m.Actions)
+	u.input.Covers = u.state != nil && m.Status(s.Now()) != store.MandateRevoked && !s.Now().After(m.ValidUntil) &&
+		sameCurrency && rar.Cover(details, tpls)
+	return u.input, nil
 }
 
 // templatesOf decodes a mandate's templates as rar.Parse decodes entries

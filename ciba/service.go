@@ -26,7 +26,7 @@ type Config struct {
 	// MandateMaxValidity bounds how far ahead an intent mandate may end
 	// (DefaultMandateMaxValidity when 0).
 	MandateMaxValidity time.Duration
-	Dev             bool
+	Dev                bool
 }
 
 // Observer receives decision outcomes for metrics. It may be nil.

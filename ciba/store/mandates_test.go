@@ -21,7 +21,7 @@ func approveMandate(t *testing.T, db *store.DB, user string, budget, uses int64,
 	}
 	now := db.Now()
 	m := &store.Mandate{ID: store.NewID(), ClientID: "agent", UserID: user, Intent: "Book my travel",
-		Actions: json.RawMessage(`[{"type":"agent_action","action":"read","resource":"calendar"}]`),
+		Actions:     json.RawMessage(`[{"type":"agent_action","action":"read","resource":"calendar"}]`),
 		BudgetCents: budget, MaxUses: uses, ValidUntil: now.Add(valid), CreatedAt: now, RequestID: r.ID, DeviceID: "dev"}
 	if err := db.Decide(ctx, &r, store.Decision{Approve: true, Approval: &store.Approval{By: "device", At: now, MandateID: m.ID},
 		Mandate: m, Events: []store.Event{{Type: "request.approved", RequestID: r.ID, MandateID: m.ID}}}); err != nil {

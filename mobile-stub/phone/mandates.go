@@ -104,9 +104,6 @@ func showMandate(m Mandate, loc *time.Location) pageMandate {
 			}
 			line = strings.Join(parts, "; ")
 		}
-		if t.Amount != "" && m.Budget != nil {
-			line += " · " + money(json.Number(t.Amount), m.Budget.Currency)
-		}
 		pm.Taken = append(pm.Taken, line+" · "+t.At.In(loc).Format("2006-01-02 15:04"))
 	}
 	return pm

@@ -51,7 +51,7 @@ func TestWebPageShowsMandateRequestAndMandates(t *testing.T) {
 		`<h3 dir="auto">Book my travel for the conference</h3>`,
 		`agent <bdi>Trip planner</bdi> · active · until 2026-01-20 00:00 UTC`,
 		`<p class="spent">spent 412.50 EUR of 2,000.00 EUR · used 2 of 20</p>`,
-		`<li dir="auto">payment_initiation · 412.50 EUR · to Rail · 412.50 EUR · 2026-01-15 11:30</li>`,
+		`<li dir="auto">payment_initiation · 412.50 EUR · to Rail · 2026-01-15 11:30</li>`,
 		`<li dir="auto">agent_action · read · resource calendar · 2026-01-15 11:10</li>`,
 		`<form method="post" action="/mandates/revoke">`,
 	} {

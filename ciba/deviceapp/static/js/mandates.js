@@ -72,7 +72,7 @@ function mandateItem(ctx, m, problem) {
     h("h3", null, "Actions taken (" + taken.length + ")"),
     taken.length === 0 ? h("p", { class: "muted" }, "None yet.") :
       h("ul", { class: "taken" }, taken.map((a) => h("li", { "data-request": a.request_id },
-        summary(a.authorization_details), a.amount ? [" · ", money(a.amount, m.budget?.currency)] : "", " · ", when(a.at)))),
+        summary(a.authorization_details), " · ", when(a.at)))),
     button);
   button?.addEventListener("click", async () => {
     button.disabled = true;

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -60,6 +62,7 @@ func TestBrowserMandate(t *testing.T) {
 	if len(leaks) > 0 {
 		t.Fatalf("not isolated: %q", leaks)
 	}
+	p.shot("mandate-request")
 	p.do(chromedp.Click(chromedp.ID("approve")))
 	p.wait(`document.querySelector("#request-status")?.dataset.status === "approved"`)
 	tok := ciba(authReqID)
@@ -102,6 +105,7 @@ func TestBrowserMandate(t *testing.T) {
 			t.Fatalf("mandate card lacks %q: %q", want, text)
 		}
 	}
+	p.shot("mandates")
 	p.do(chromedp.Click(chromedp.CSS(sel + ` button[data-mandate]`)))
 	p.wait(fmt.Sprintf(`document.querySelector(%q)?.dataset.revoked === "true"`, sel))
 	if got := tn.admin("GET", "/admin/mandates/"+mid, nil); got.str("status") != "revoked" {
@@ -109,5 +113,22 @@ func TestBrowserMandate(t *testing.T) {
 	}
 	if active() {
 		t.Fatal("a token issued under the mandate is still active after Revoke")
+	}
+}
+
+// shot writes the page at 390 px as docs/screenshots/NAME.png when
+// COUNTERSIGN_SCREENSHOTS is set.
+func (p *page) shot(name string) {
+	p.t.Helper()
+	if os.Getenv("COUNTERSIGN_SCREENSHOTS") == "" {
+		return
+	}
+	p.eval(`document.activeElement?.blur(), true`, nil)
+	png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("..", "..", "docs", "screenshots", name+".png"), png, 0o644); err != nil {
+		p.t.Fatal(err)
 	}
 }

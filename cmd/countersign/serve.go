@@ -129,6 +129,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 	minter := &token.Minter{Issuer: cfg.Issuer, Keys: keys.Get, AccessTTL: cfg.AccessTokenTTL, IDTTL: cfg.IDTokenTTL, Now: now}
 	n.service = ciba.New(ciba.Config{
 		Issuer: cfg.Issuer, DefaultAudience: cfg.DefaultAudience, DefaultExpiry: cfg.DefaultExpiry, MaxExpiry: cfg.MaxExpiry, PollInterval: cfg.PollInterval,
+		MandateMaxValidity: cfg.MandateMaxValidity,
 		Limits: store.Limits{PendingPerUser: cfg.MaxPendingPerUser, PendingPerAgentUser: cfg.MaxPendingPerAgent,
 			PushesPerMinute: cfg.MaxPushesPerMinute},
 		Dev: cfg.Dev,

@@ -196,3 +196,38 @@ func TestUnknownClientAndWrongSecretAnsweredAlike(t *testing.T) {
 		}
 	}
 }
+
+// `countersign serve --metrics-listen` serves /metrics on that address
+// only, behind --metrics-token when one is set.
+func TestServeMetricsOnItsOwnListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	const token = "metrics-token-0123456789"
+	s := startServe(t, "--listen", "127.0.0.1:0", "--metrics-listen", addr, "--metrics-token", token)
+	get := func(u, auth string) (int, string) {
+		req, _ := http.NewRequest("GET", u, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("http://"+s.addr+"/metrics", "Bearer "+token); code != 404 {
+		t.Fatalf("/metrics on --listen: %d, want 404", code)
+	}
+	if code, _ := get("http://"+addr+"/metrics", ""); code != 401 {
+		t.Fatalf("/metrics without the token: %d, want 401", code)
+	}
+	if code, body := get("http://"+addr+"/metrics", "Bearer "+token); code != 200 || !strings.Contains(body, "countersign_http_requests_total") {
+		t.Fatalf("/metrics with the token: %d", code)
+	}
+}

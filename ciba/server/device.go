@@ -28,7 +28,7 @@ func (s *srv) deviceAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := ciba.WithClientIP(c.Request().Context(), c.RealIP())
 		c.SetRequest(c.Request().WithContext(ctx))
-		dev, err := s.Service.AuthenticateDevice(ctx, c.Request().Header.Get("Authorization"))
+		dev, err := s.Service.AuthenticateDevice(ctx, canonicalDevice(c.Request().Header.Get("Authorization")))
 		if err != nil {
 			return err
 		}

@@ -39,6 +39,7 @@ type Config struct {
 	LogLevel           string
 	AdminName          string
 	RequestTimeout     time.Duration
+	Abuse              // request rate limits, HTTP timeouts, /metrics (abuse.go)
 }
 
 type flagDef struct {
@@ -52,7 +53,7 @@ type flagDef struct {
 }
 
 func (c *Config) defs() []flagDef {
-	return []flagDef{
+	return append([]flagDef{
 		{name: "issuer", env: "COUNTERSIGN_ISSUER", str: &c.Issuer, help: "issuer URL: what tokens, discovery and enrollment links name (default http:// and the bound listen address)"},
 		{name: "listen", env: "COUNTERSIGN_LISTEN", str: &c.Listen, def: "127.0.0.1:8080", help: "listen address"},
 		{name: "redis-url", env: "COUNTERSIGN_REDIS_URL", str: &c.RedisURL, help: "redis://, rediss://, redis+sentinel://h1:p,h2:p/master, redis+cluster://h1:p,h2:p; empty: embedded in-memory store"},
@@ -77,7 +78,7 @@ func (c *Config) defs() []flagDef {
 		{name: "audit-export-dir", env: "COUNTERSIGN_AUDIT_EXPORT_DIR", str: &c.AuditExportDir, help: "directory for the JSON Lines files of exported audit events"},
 		{name: "request-timeout", env: "COUNTERSIGN_REQUEST_TIMEOUT", dur: &c.RequestTimeout, def: "5s", help: "deadline of every request, Redis included; past it the answer is 503 temporarily_unavailable"},
 		{name: "log-level", env: "COUNTERSIGN_LOG_LEVEL", str: &c.LogLevel, def: "info", help: "debug, info, warn or error"},
-	}
+	}, c.abuseDefs()...)
 }
 
 var errHelp = errors.New("help shown")
@@ -206,6 +207,7 @@ func (c *Config) Validate() error {
 	if c.RequestTimeout < 100*time.Millisecond || c.RequestTimeout > 30*time.Second {
 		errs = append(errs, errors.New("request-timeout must be between 100ms and 30s"))
 	}
+	errs = append(errs, c.Abuse.validate(c.RequestTimeout)...)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -35,6 +35,7 @@ type node struct {
 	db      *store.DB
 	service *ciba.Service
 	handler http.Handler
+	metrics http.Handler // /metrics, for --metrics-listen
 	keys    *ciba.KeyRing
 	engine  *risk.Engine
 	pusher  *ciba.DevicePusher
@@ -202,7 +203,9 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 		RulesVersion: syncer.RulesVersion,
 		Rules:        &admin.Rules{DB: n.db, AdminName: cfg.AdminName, Applier: syncer},
 		VAPIDPublic:  vapid.Public, RequestTimeout: cfg.RequestTimeout,
+		RateLimits: cfg.rateLimits(), MetricsToken: cfg.MetricsToken, MetricsElsewhere: cfg.MetricsListen != "",
 	})
+	n.metrics = server.MetricsHandler(metrics.Handler(), cfg.MetricsToken)
 	return n, nil
 }
 
@@ -242,8 +245,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return 1
 	}
 	defer n.close()
-	hs := &http.Server{Handler: n.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
+	stopMetrics, _, err := cfg.serveMetrics(n.metrics)
+	if err != nil {
+		fmt.Fprintf(stderr, "countersign serve: %v\n", err)
+		return 1
+	}
+	defer stopMetrics()
+	hs := cfg.httpServer(n.handler)
 	fmt.Fprintf(stdout, "Countersign listening on http://%s (issuer %s)\n", ln.Addr(), cfg.Issuer)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -77,8 +77,9 @@ func (s *Service) decodeExchange(caller *store.Client, in TokenInput, jkt string
 	if err != nil {
 		return nil, oauth.New(oauth.InvalidRequest, "subject_token is forged, expired or not issued by this server")
 	}
-	// A DPoP-bound subject token is exchanged only with a proof: from the same key, or the sub-agent's own; the new token is
-	// bound to the key that proved possession at this exchange.
+	// A DPoP-bound subject token is exchanged only with a proof: from the
+	// same key, or the sub-agent's own; the new token is bound to the key
+	// that proved possession at this exchange.
 	if sub.Cnf != nil && jkt == "" {
 		return nil, oauth.New(oauth.InvalidDPoPProof, "the subject token is DPoP-bound: send a DPoP proof with the exchange")
 	}

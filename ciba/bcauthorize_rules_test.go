@@ -58,7 +58,11 @@ func TestAuthorizeRules(t *testing.T) {
 		{"user_code matches", "coder", with("user_code", "4711"), "", 0},
 		{"may_act: agent not listed", "agent", with("login_hint", "bob@example.com"), oauth.AccessDenied, 403},
 		{"may_act: listed agent", "narrow", with("login_hint", "bob@example.com"), "", 0},
-		{"may_act: scope beyond it", "narrow", func() url.Values { f := with("login_hint", "bob@example.com"); f.Set("scope", "openid profile"); return f }(), oauth.AccessDenied, 403},
+		{"may_act: scope beyond it", "narrow", func() url.Values {
+			f := with("login_hint", "bob@example.com")
+			f.Set("scope", "openid profile")
+			return f
+		}(), oauth.AccessDenied, 403},
 		{"§7.1.1 signing client must sign", "signer", base(), oauth.InvalidRequest, 400},
 		{"§7.1.1 request object from a client without alg", "agent", url.Values{"request": {"a.b.c"}}, oauth.InvalidRequest, 400},
 		{"§7.1.1 signed request accepted", "signer", ro(func(jwt.MapClaims) {}), "", 0},

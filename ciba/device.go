@@ -17,6 +17,7 @@ import (
 	"github.com/countersign/countersign/ciba/rar"
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/notify"
+	"github.com/countersign/countersign/rules"
 )
 
 // Device JWT limits (docs/api.md).
@@ -384,7 +385,7 @@ func (s *Service) newDecision(r *store.Request, dev *store.Device, c *decisionCl
 	now := s.Now()
 	d := store.Decision{Approve: c.Decision == "approve"}
 	ev := store.Event{At: now, RequestID: r.ID, User: r.UserID, Agent: r.ClientID, Actors: []string{r.ClientID},
-		Action: r.AuthorizationDetails, Risk: r.Risk, Path: "device", DeviceID: dev.ID, DecisionJWT: decisionJWT}
+		Action: r.AuthorizationDetails, Risk: r.Risk, Path: rules.PathDevice, DeviceID: dev.ID, DecisionJWT: decisionJWT}
 	if !d.Approve {
 		ev.Type = "request.denied"
 		d.Outbox = s.outboxDenied(r)
@@ -392,7 +393,7 @@ func (s *Service) newDecision(r *store.Request, dev *store.Device, c *decisionCl
 		return d, nil
 	}
 	grant := store.NewID()
-	d.Approval = &store.Approval{By: "device", Rules: decodeRisk(r.Risk).ruleIDs(), DeviceID: dev.ID, DecisionJTI: c.ID,
+	d.Approval = &store.Approval{By: rules.PathDevice, Rules: decodeRisk(r.Risk).ruleIDs(), DeviceID: dev.ID, DecisionJTI: c.ID,
 		DecisionJWT: decisionJWT, GrantID: grant, At: now}
 	ev.Type, ev.GrantID = "request.approved", grant
 	d.Grant = s.grantFor(r, grant)

@@ -12,6 +12,7 @@ import (
 	"github.com/countersign/countersign/ciba/rar"
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/ciba/token"
+	"github.com/countersign/countersign/rules"
 )
 
 // TokenInput is a decoded /token request.
@@ -145,9 +146,9 @@ func (s *Service) cibaGrant(ctx context.Context, cl *store.Client, in TokenInput
 // ACR of an approval path.
 func acrOf(by string) string {
 	switch by {
-	case "device":
+	case rules.PathDevice:
 		return oauth.ACRDevice
-	case "context":
+	case rules.PathContext:
 		return oauth.ACRContext
 	}
 	return oauth.ACRPolicy

@@ -453,11 +453,7 @@ func (s *Service) startApproval(ctx context.Context, call *pepCall, ev evaluatio
 		Path: d.Path, IP: call.in.IP, CreatedAt: call.now, ExpiresAt: call.now.Add(expiry)}
 	event.Type, event.RequestID = "risk.decision", id
 	nr := store.NewRequest{Request: req, State: store.Pending, Limits: s.cfg.Limits, Interval: s.cfg.PollInterval,
-		Events: []store.Event{event}}
-	if s.Devices != nil {
-		// The push is written with the request (the durable outbox).
-		nr.Outbox = &store.Outbox{RequestID: id, Kind: kindDevice}
-	}
+		Events: []store.Event{event}, Outbox: s.devicePush(id)}
 	if err := s.db.CreateRequest(ctx, nr); err != nil {
 		_ = s.db.ForgetApproval(ctx, user.ID, key)
 		var le *store.LimitError

@@ -343,13 +343,19 @@ func (s *Service) decideAtAuthorize(nr *store.NewRequest, req *store.Request, d 
 		nr.State = store.Pending
 		nr.Limits = s.cfg.Limits
 		nr.Interval = s.cfg.PollInterval
-		if s.Devices != nil {
-			// The push to the user's devices is written with the request:
-			// any node's worker sends it, even if this node dies now.
-			nr.Outbox = &store.Outbox{RequestID: req.ID, Kind: kindDevice}
-		}
+		nr.Outbox = s.devicePush(req.ID)
 	}
 	return nil
+}
+
+// devicePush is the outbox entry of a request pending on the user's
+// phone: the push is written with the request, so any node's worker sends
+// it, even if this node dies now. Nil without push delivery configured.
+func (s *Service) devicePush(id string) *store.Outbox {
+	if s.Devices == nil {
+		return nil
+	}
+	return &store.Outbox{RequestID: id, Kind: kindDevice}
 }
 
 // decidedInterval is the interval, in seconds, of a request approved by

@@ -191,7 +191,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 	}
 	closers = append(closers, n.stopWorker, cancelNode)
 	n.handler = server.New(server.Deps{
-		Service: n.service, Admin: &admin.Service{DB: n.db, Dev: cfg.Dev, Now: now, ClientChanged: n.service.ForgetClient}, DB: n.db,
+		Service: n.service, Admin: &admin.Service{DB: n.db, Dev: cfg.Dev, Now: now, ClientChanged: n.service.ForgetClient},
 		Keys: keys.Get, AdminToken: cfg.AdminToken, Log: log, Metrics: metrics,
 		Ready: func(ctx context.Context) error {
 			if err := n.db.Ping(ctx); err != nil {

@@ -282,55 +282,15 @@ func printRules(w io.Writer, verb string, resp []byte) error {
 }
 
 func printSimulation(w io.Writer, resp []byte) error {
-	type outcome struct {
-		Path  string `json:"path"`
-		Rules []struct {
-			ID string `json:"id"`
-		} `json:"rules"`
-	}
-	type hits struct {
-		ID   string `json:"id"`
-		Hits int    `json:"hits"`
-	}
-	var v struct {
-		Summary struct {
-			Total   int            `json:"total"`
-			Changed int            `json:"changed"`
-			Moves   map[string]int `json:"moves"`
-		} `json:"summary"`
-		Results []struct {
-			RequestID string  `json:"request_id"`
-			Active    outcome `json:"active"`
-			Candidate outcome `json:"candidate"`
-			Changed   bool    `json:"changed"`
-		} `json:"results"`
-		TopRules struct {
-			Active    []hits `json:"active"`
-			Candidate []hits `json:"candidate"`
-		} `json:"top_rules"`
-	}
+	var v simReport
 	if err := json.Unmarshal(resp, &v); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "%d requests, %d would change\n", v.Summary.Total, v.Summary.Changed)
-	moves := make([]string, 0, len(v.Summary.Moves))
-	for m := range v.Summary.Moves {
-		moves = append(moves, m)
-	}
-	sort.Slice(moves, func(i, j int) bool {
-		if v.Summary.Moves[moves[i]] != v.Summary.Moves[moves[j]] {
-			return v.Summary.Moves[moves[i]] > v.Summary.Moves[moves[j]]
-		}
-		return moves[i] < moves[j]
-	})
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, m := range moves {
-		fmt.Fprintf(tw, "  %s\t%d\n", m, v.Summary.Moves[m])
-	}
-	_ = tw.Flush()
+	printMoves(w, v.Summary.Moves)
 	for _, side := range []struct {
 		name string
-		hits []hits
+		hits []simHits
 	}{{"active", v.TopRules.Active}, {"candidate", v.TopRules.Candidate}} {
 		var parts []string
 		for _, h := range side.hits {
@@ -344,9 +304,66 @@ func printSimulation(w io.Writer, resp []byte) error {
 	if v.Summary.Changed == 0 {
 		return nil
 	}
+	return printChanged(w, v.Results)
+}
+
+// simReport is the answer of POST /admin/rules/simulate, as printed.
+type simReport struct {
+	Summary struct {
+		Total   int            `json:"total"`
+		Changed int            `json:"changed"`
+		Moves   map[string]int `json:"moves"`
+	} `json:"summary"`
+	Results  []simResult `json:"results"`
+	TopRules struct {
+		Active    []simHits `json:"active"`
+		Candidate []simHits `json:"candidate"`
+	} `json:"top_rules"`
+}
+
+type simOutcome struct {
+	Path  string `json:"path"`
+	Rules []struct {
+		ID string `json:"id"`
+	} `json:"rules"`
+}
+
+type simResult struct {
+	RequestID string     `json:"request_id"`
+	Active    simOutcome `json:"active"`
+	Candidate simOutcome `json:"candidate"`
+	Changed   bool       `json:"changed"`
+}
+
+type simHits struct {
+	ID   string `json:"id"`
+	Hits int    `json:"hits"`
+}
+
+// printMoves prints each path change with its count, most frequent first.
+func printMoves(w io.Writer, counts map[string]int) {
+	moves := make([]string, 0, len(counts))
+	for m := range counts {
+		moves = append(moves, m)
+	}
+	sort.Slice(moves, func(i, j int) bool {
+		if counts[moves[i]] != counts[moves[j]] {
+			return counts[moves[i]] > counts[moves[j]]
+		}
+		return moves[i] < moves[j]
+	})
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, m := range moves {
+		fmt.Fprintf(tw, "  %s\t%d\n", m, counts[m])
+	}
+	_ = tw.Flush()
+}
+
+// printChanged lists the requests whose path would change.
+func printChanged(w io.Writer, results []simResult) error {
 	fmt.Fprintln(w, "changed requests:")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for i, r := range v.Results {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for i, r := range results {
 		if !r.Changed {
 			continue
 		}

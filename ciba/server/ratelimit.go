@@ -2,33 +2,22 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/countersign/countersign/ciba/oauth"
-	"github.com/countersign/countersign/ciba/store"
+	"github.com/countersign/countersign/ciba"
 )
 
-// RateLimits are the request rate limits shared by every node through
-// Redis: requests per Window from one IP address and for one client id.
-// 0 disables a limit.
-type RateLimits struct {
-	PerIP     int
-	PerClient int
-	Window    time.Duration
-}
-
-func (l RateLimits) enabled() bool { return l.Window > 0 && (l.PerIP > 0 || l.PerClient > 0) }
+// RateLimits are the shared request rate limits (ciba.RateLimits).
+type RateLimits = ciba.RateLimits
 
 // maxRateID bounds a claimed client id used as a counter's name.
 const maxRateID = 256
@@ -39,57 +28,25 @@ const maxRateID = 256
 // probe makes often are not counted.
 func (s *srv) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !s.RateLimits.enabled() || s.DB == nil || unmetered(c.Request()) {
+		if !s.RateLimits.Enabled() || unmetered(c.Request()) {
 			return next(c)
-		}
-		var keys []store.RateKey
-		if s.RateLimits.PerIP > 0 {
-			// The peer address, never X-Forwarded-For: a header a client
-			// writes would let it choose its own counter.
-			keys = append(keys, store.RateKey{Kind: "ip", ID: peerIP(c.Request())})
 		}
 		client, err := claimedClient(c.Request())
 		if err != nil {
 			return err
 		}
-		if s.RateLimits.PerClient > 0 && client != "" {
-			keys = append(keys, store.RateKey{Kind: "client", ID: client})
-		}
-		if len(keys) == 0 {
-			return next(c)
-		}
-		at := s.DB.Now()
-		counts, left, err := s.DB.Hit(c.Request().Context(), s.RateLimits.Window, keys...)
+		// The peer address, never X-Forwarded-For: a header a client
+		// writes would let it choose its own counter.
+		at, err := s.Service.Admit(c.Request().Context(), s.RateLimits, peerIP(c.Request()), client)
 		if err != nil {
 			return err
 		}
-		for i, k := range keys {
-			limit := s.RateLimits.PerIP
-			if k.Kind == "client" {
-				limit = s.RateLimits.PerClient
-			}
-			if counts[i] > int64(limit) {
-				return tooMany(k.Kind, left)
-			}
-		}
 		err = next(c)
-		if client != "" && s.RateLimits.PerClient > 0 && clientRefused(c, err) {
-			// Someone else naming this client must not spend its budget.
-			_ = s.DB.Unhit(context.WithoutCancel(c.Request().Context()), s.RateLimits.Window, at, store.RateKey{Kind: "client", ID: client})
+		if client != "" && clientRefused(c, err) {
+			s.Service.Refund(c.Request().Context(), s.RateLimits, client, at)
 		}
 		return err
 	}
-}
-
-func tooMany(kind string, left time.Duration) error {
-	secs := int((left + time.Second - 1) / time.Second)
-	who := "this address"
-	if kind == "client" {
-		who = "this client"
-	}
-	// docs/api.md: 429 slow_down with Retry-After in seconds (RFC 9110 §10.2.3).
-	return oauth.New(oauth.SlowDown, "too many requests from %s; retry later", who).WithStatus(http.StatusTooManyRequests).
-		WithHeader("Retry-After", strconv.Itoa(max(secs, 1)))
 }
 
 // clientRefused reports an answer of invalid_client: the caller did not

@@ -21,7 +21,6 @@ import (
 	"github.com/countersign/countersign/ciba/deviceapp"
 	"github.com/countersign/countersign/ciba/oauth"
 	"github.com/countersign/countersign/ciba/ratelog"
-	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/ciba/token"
 )
 
@@ -32,7 +31,6 @@ const MaxBody = 64 << 10
 type Deps struct {
 	Service    *ciba.Service
 	Admin      *admin.Service
-	DB         *store.DB
 	Keys       func() token.KeySet
 	AdminToken string
 	Log        *slog.Logger
@@ -210,7 +208,7 @@ func (s *srv) recoverer(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (s *srv) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		c.Response().Header().Set(echo.HeaderXRequestID, store.NewID())
+		c.Response().Header().Set(echo.HeaderXRequestID, ciba.NewID())
 		return next(c)
 	}
 }

@@ -3,6 +3,7 @@ package store_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -459,14 +460,29 @@ var conformance = []conformanceCase{
 		}
 	}},
 	{"approval links", []string{"ClaimApproval", "ReplaceApproval", "ForgetApproval"}, func(t *testing.T, e env) {
-		until := time.Now().Add(time.Minute)
+		// The link expires with its request, on the store's clock (here
+		// far from the wall clock's).
+		until := e.db.Now().Add(time.Minute)
+		key := e.db.Prefix() + fmt.Sprintf("{s%02d}:authzen:k", store.ShardOf("pia"))
+		linkTTL := func() time.Duration {
+			t.Helper()
+			d, err := e.db.Redis().PTTL(e.ctx, key).Result()
+			must(t, err)
+			return d
+		}
 		if id, ok, err := e.db.ClaimApproval(e.ctx, "pia", "k", "r1", until); err != nil || !ok || id != "r1" {
 			t.Fatalf("claim: %q %v %v", id, ok, err)
+		}
+		if d := linkTTL(); d <= 0 || d > time.Minute {
+			t.Fatalf("claimed link lives %v, want at most the minute its request waits", d)
 		}
 		if id, ok, _ := e.db.ClaimApproval(e.ctx, "pia", "k", "r2", until); ok || id != "r1" {
 			t.Fatalf("second claim: %q %v", id, ok)
 		}
 		must(t, e.db.ReplaceApproval(e.ctx, "pia", "k", "r2", until))
+		if d := linkTTL(); d <= 0 || d > time.Minute {
+			t.Fatalf("replaced link lives %v", d)
+		}
 		if id, ok, _ := e.db.ClaimApproval(e.ctx, "pia", "k", "r3", until); ok || id != "r2" {
 			t.Fatalf("after replace: %q %v", id, ok)
 		}

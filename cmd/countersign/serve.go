@@ -170,6 +170,7 @@ func (n *node) loadParts(ctx context.Context, p *nodeParts) error {
 	}
 	p.initial = initial
 	n.engine = risk.NewEngine(ciba.SignalReader{DB: n.db}, rs)
+	n.engine.Deadline = n.cfg.RuleDeadline
 	if p.dpop, err = n.dpopVerifier(pctx, p.now); err != nil {
 		return err
 	}

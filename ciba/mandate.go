@@ -252,3 +252,37 @@ func (u *mandateUse) approve(nr *store.NewRequest) {
 	}
 	nr.Mandate = u.charge
 }
+
+// resolveMandate reads the mandate the request names (mandate_id) and
+// works out whether it covers the request.
+func (s *Service) resolveMandate(ctx context.Context, r *authorizeRequest) error {
+	m, err := s.readMandate(ctx, r.lookup, r.hint, r.p.mandateID, r.user)
+	if err != nil {
+		return err
+	}
+	r.mandate = s.useMandate(m, r.client.ID, r.user.ID, r.details)
+	return nil
+}
+
+// mandateOfDecision creates, with the approval of a mandate request, its
+// mandate: the signed decision over the mandate entry is the user's
+// signed intent. The approval, its event and its grant name the mandate.
+func (s *Service) mandateOfDecision(d *store.Decision, ev *store.Event, r *store.Request, dev *store.Device, jti string, now time.Time) error {
+	var ds []rar.Detail
+	if len(r.AuthorizationDetails) > 0 {
+		if err := json.Unmarshal(r.AuthorizationDetails, &ds); err != nil {
+			return err
+		}
+	}
+	if !rar.IsMandate(ds) {
+		return nil
+	}
+	m, err := newMandate(r, dev, jti, now)
+	if err != nil {
+		return err
+	}
+	d.Mandate = m
+	d.Approval.MandateID, ev.MandateID = m.ID, m.ID
+	d.Grant.AuthorizationDetails = withMandateID(d.Grant.AuthorizationDetails, m.ID)
+	return nil
+}

@@ -1,9 +1,7 @@
 package server
 
 import (
-	"encoding/json"
 	"net/http"
-	"time"
 
 	"github.com/labstack/echo/v4"
 )
@@ -61,29 +59,12 @@ func (s *srv) adminRevokeMandate(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-// deviceKey is an enrolled device as the admin API shows it: its public
-// key, so that a signed decision can be verified offline; never its push
-// subscription.
-type deviceKey struct {
-	ID        string          `json:"id"`
-	Name      string          `json:"name"`
-	PublicKey json.RawMessage `json:"public_key"`
-	CreatedAt string          `json:"created_at"`
-}
-
 // userDevices lists a user's enrolled devices with their public keys.
 func (s *srv) userDevices(c echo.Context) error {
-	ctx := c.Request().Context()
-	if _, err := s.Admin.User(ctx, c.Param("id")); err != nil {
-		return err
-	}
-	devs, err := s.DB.Devices(ctx, c.Param("id"))
+	devs, err := s.Admin.UserDevices(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
 	}
-	out := make([]deviceKey, 0, len(devs))
-	for _, d := range devs {
-		out = append(out, deviceKey{ID: d.ID, Name: d.Name, PublicKey: d.PublicKey, CreatedAt: d.CreatedAt.UTC().Format(time.RFC3339)})
-	}
-	return c.JSON(http.StatusOK, map[string]any{"devices": out})
+	noStore(c)
+	return c.JSON(http.StatusOK, map[string]any{"devices": devs})
 }

@@ -16,12 +16,9 @@ type RequestState struct {
 	Approval *Approval
 }
 
-// KEYS[1] request. Returns {rec, state, exp, approval}.
-var scriptView = redis.NewScript(`
-local f = redis.call('HMGET', KEYS[1], 'rec', 'state', 'exp', 'approval')
-if not f[1] then return {''} end
-return {f[1], f[2], f[3], f[4] or ''}
-`)
+// scriptView is lua/view.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptView = newLua("view", []string{"req"}, nil)
 
 func (db *DB) requestKey(id string) (string, bool) {
 	shard, ok := shardOfID(id)
@@ -124,31 +121,11 @@ type Decision struct {
 	Events  []Event
 }
 
-// ARGV: 1 decision (approve|deny), 2 user, 3 now, 4 approval, 5 amount,
-// 6 outbox, 7 grant record, 8 grant expiry ms, 9-13 the mandate
-// (mandateCreateArgs), 14.. audit (KEYS as keysFor, then mandateKeys, then
-// the audit keys from KEYS[18]).
-var scriptDecide = redis.NewScript(luaCommon + luaMandate + `
-local stale = audit_stale(18, 14)
-if stale then return {'stale', stale} end
-local f = redis.call('HMGET', KEYS[1], 'state', 'user', 'exp')
-if not f[1] or f[2] ~= ARGV[2] then return {'missing'} end
-if f[1] ~= 'pending' or tonumber(ARGV[3]) >= tonumber(f[3]) then return {'decided'} end
-local id = string.match(KEYS[1], 'req:(.*)$')
-audit_write(18, 14)
-unpend(id)
-if ARGV[1] == 'approve' then
-  redis.call('HSET', KEYS[1], 'state', 'approved', 'approval', ARGV[4])
-  approve_counters(tonumber(ARGV[5]))
-  grant(ARGV[7], ARGV[8])
-  mandate_create(ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13])
-else
-  redis.call('HSET', KEYS[1], 'state', 'denied')
-  deny_counters()
-end
-outbox(ARGV[6])
-return {'ok'}
-`)
+// scriptDecide is lua/decide.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptDecide = newAudited("decide", append(requestKeys[:len(requestKeys):len(requestKeys)], mandateKeyNames...),
+	[]string{"verdict", "user", "now_ms", "approval", "amount", "outbox_entry", "grant_rec", "grant_exp_ms",
+		"mandate_rec", "mandate_until_ms", "mandate_budget", "mandate_max_uses", "mandate_ttl_ms"})
 
 // Decide records the first decision on a pending request of r.UserID.
 func (db *DB) Decide(ctx context.Context, r *Request, d Decision) error {

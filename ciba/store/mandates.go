@@ -106,39 +106,8 @@ func (db *DB) mandateKeys(user, id string) []string {
 	return []string{k, k + ":taken", db.tag(ShardOf(user)) + "mandates:" + user}
 }
 
-// luaMandate creates and charges mandates inside the request scripts
-// (keys as in mandateKeys).
-const luaMandate = `
-local function mandate_create(rec, until_ms, budget, max_uses, ttl)
-  if rec == '' then return end
-  local m = cjson.decode(rec)
-  redis.call('HSET', KEYS[15], 'rec', rec, 'client', m['client_id'], 'user', m['user_id'],
-    'until', until_ms, 'budget', budget, 'max_uses', max_uses, 'spent', 0, 'uses', 0)
-  redis.call('PEXPIRE', KEYS[15], ttl)
-  redis.call('SADD', KEYS[17], m['id'])
-  if redis.call('PTTL', KEYS[17]) < tonumber(ttl) then redis.call('PEXPIRE', KEYS[17], ttl) end
-end
--- The re-check of a charge: nothing is written when it fails.
-local function mandate_check(id, client, user, now, amount, uses)
-  if id == '' then return false end
-  local f = redis.call('HMGET', KEYS[15], 'client', 'user', 'until', 'budget', 'max_uses', 'spent', 'uses', 'revoked_at')
-  if not f[1] or f[1] ~= client or f[2] ~= user then return 'missing' end
-  if f[8] then return 'revoked' end
-  if now >= tonumber(f[3]) then return 'expired' end
-  local budget = tonumber(f[4])
-  if budget >= 0 and tonumber(f[6]) + amount > budget then return 'budget' end
-  local max_uses = tonumber(f[5])
-  if max_uses > 0 and tonumber(f[7]) + uses > max_uses then return 'uses' end
-  return false
-end
-local function mandate_charge(id, amount, uses, entry)
-  if id == '' then return end
-  redis.call('HINCRBY', KEYS[15], 'spent', amount)
-  redis.call('HINCRBY', KEYS[15], 'uses', uses)
-  redis.call('RPUSH', KEYS[16], entry)
-  redis.call('PEXPIRE', KEYS[16], redis.call('PTTL', KEYS[15]))
-end
-`
+// mandateKeyNames name mandateKeys in the request scripts' declarations.
+var mandateKeyNames = []string{"mandate", "mandate_taken", "user_mandates"}
 
 // mandateCreateArgs are the decision script's mandate arguments: record,
 // end (ms), budget (cents, -1 none), max uses (0 unlimited), gc ttl (ms).
@@ -329,17 +298,8 @@ func (db *DB) readMandates(ctx context.Context, users, ids []string) ([]*Mandate
 	return out, nil
 }
 
-// KEYS 1 mandate, 2-3 audit. ARGV 1 user, 2 now, 3.. audit.
-var scriptRevokeMandate = redis.NewScript(luaAudit + `
-local stale = audit_stale(2, 3)
-if stale then return {'stale', stale} end
-local f = redis.call('HMGET', KEYS[1], 'user', 'revoked_at')
-if not f[1] or f[1] ~= ARGV[1] then return {'missing'} end
-if f[2] then return {'already'} end
-audit_write(2, 3)
-redis.call('HSET', KEYS[1], 'revoked_at', ARGV[2])
-return {'ok'}
-`)
+// scriptRevokeMandate is lua/revoke_mandate.lua.
+var scriptRevokeMandate = newAudited("revoke_mandate", []string{"mandate"}, []string{"user", "now_ms"})
 
 // RevokeMandate revokes a mandate of m.UserID: later requests under it
 // fail the charge's re-check, and every token issued under it is

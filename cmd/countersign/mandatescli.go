@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -19,8 +20,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gowebpki/jcs"
-
-	"github.com/countersign/countersign/ciba/clientauth"
 )
 
 const mandatesUsage = `Mandate commands (against a running server; --server, --admin-token):
@@ -265,13 +264,9 @@ func deviceKeyOf(ctx context.Context, c *adminClient, user, id string) (json.Raw
 func verifyIntent(m *mandateView, ev *auditEvent, jwkJSON json.RawMessage) intentCheck {
 	ck := intentCheck{DeviceID: m.DeviceID}
 	fail := func(format string, args ...any) intentCheck { ck.Problem = fmt.Sprintf(format, args...); return ck }
-	var jwk clientauth.JWK
-	if err := json.Unmarshal(jwkJSON, &jwk); err != nil {
-		return fail("the device key is not a JWK")
-	}
-	pub, err := jwk.PublicKey()
-	if _, ok := pub.(*ecdsa.PublicKey); err != nil || !ok || jwk.Crv != "P-256" {
-		return fail("the device key is not a P-256 key")
+	pub, err := deviceJWK(jwkJSON)
+	if err != nil {
+		return fail("%v", err)
 	}
 	var claims struct {
 		jwt.RegisteredClaims
@@ -311,6 +306,28 @@ func verifyIntent(m *mandateView, ev *auditEvent, jwkJSON json.RawMessage) inten
 	}
 	ck.Verified = true
 	return ck
+}
+
+// deviceJWK parses an enrolled device's public key: a P-256 EC JWK
+// without private material.
+func deviceJWK(raw json.RawMessage) (*ecdsa.PublicKey, error) {
+	var k struct {
+		Kty, Crv, X, Y, D string
+	}
+	if err := json.Unmarshal(raw, &k); err != nil || k.Kty != "EC" || k.Crv != "P-256" || k.D != "" {
+		return nil, errors.New("the device key is not a public P-256 JWK")
+	}
+	x, err1 := base64.RawURLEncoding.DecodeString(k.X)
+	y, err2 := base64.RawURLEncoding.DecodeString(k.Y)
+	if err1 != nil || err2 != nil || len(x) != 32 || len(y) != 32 {
+		return nil, errors.New("the device key has bad coordinates")
+	}
+	// ParseUncompressedPublicKey checks that the point is on the curve.
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+	if err != nil {
+		return nil, errors.New("the device key is not on P-256")
+	}
+	return pub, nil
 }
 
 // sameMandate compares the one signed intent_mandate entry with the

@@ -244,3 +244,26 @@ func TestMandatesCLIAndRoutes(t *testing.T) {
 		t.Fatal("revoking twice must succeed")
 	}
 }
+
+func TestDeviceJWKRefusesWhatIsNotAPublicP256Key(t *testing.T) {
+	m, ev, key := signedMandate(t, travelEntry, nil)
+	var k map[string]string
+	_ = json.Unmarshal(key, &k)
+	for name, change := range map[string]func(map[string]string){
+		"private":   func(k map[string]string) { k["d"] = k["x"] },
+		"P-384":     func(k map[string]string) { k["crv"] = "P-384" },
+		"off-curve": func(k map[string]string) { k["y"] = k["x"] },
+		"short x":   func(k map[string]string) { k["x"] = "AAAA" },
+		"not EC":    func(k map[string]string) { k["kty"] = "RSA" },
+	} {
+		c := map[string]string{}
+		for a, b := range k {
+			c[a] = b
+		}
+		change(c)
+		b, _ := json.Marshal(c)
+		if ck := verifyIntent(m, ev, b); ck.Verified || !strings.Contains(ck.Problem, "device key") {
+			t.Errorf("%s: %+v", name, ck)
+		}
+	}
+}

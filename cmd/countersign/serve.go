@@ -254,6 +254,7 @@ func (n *node) buildService(p *nodeParts) {
 func (n *node) startBackground(ctx context.Context, p *nodeParts) {
 	go n.keys.Watch(ctx, 10*time.Second, n.cfg.KeyRotation)
 	go n.service.WatchClients(ctx)
+	go n.service.SyncRates(ctx, n.cfg.rateLimits())
 	host, _ := os.Hostname()
 	n.worker = &ciba.Worker{Service: n.service, Consumer: host + "-" + store.NewID()[:8],
 		Callback: &notify.Callback{Client: p.policy.Client(10 * time.Second), Now: p.now},

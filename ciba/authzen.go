@@ -304,9 +304,7 @@ func (s *Service) evaluateOne(ctx context.Context, call *pepCall, ev evaluation)
 	}
 	in := s.authzenInput(agent, user, ev, call)
 	d := s.engine.Assess(ctx, in)
-	if s.Observer != nil {
-		s.Observer.Decision(d)
-	}
+	s.observe(d)
 	out := decisionOf(d)
 	riskJSON, _ := json.Marshal(d.Outcome)
 	inputJSON, _ := json.Marshal(in)
@@ -459,6 +457,10 @@ func (s *Service) startApproval(ctx context.Context, call *pepCall, ev evaluatio
 	event.Type, event.RequestID = "risk.decision", id
 	nr := store.NewRequest{Request: req, State: store.Pending, Limits: s.cfg.Limits, Interval: s.cfg.PollInterval,
 		Events: []store.Event{event}}
+	if s.Devices != nil {
+		// The push is written with the request (the durable outbox).
+		nr.Outbox = &store.Outbox{RequestID: id, Kind: kindDevice}
+	}
 	if err := s.db.CreateRequest(ctx, nr); err != nil {
 		_ = s.db.ForgetApproval(ctx, user.ID, key)
 		var le *store.LimitError
@@ -466,9 +468,6 @@ func (s *Service) startApproval(ctx context.Context, call *pepCall, ev evaluatio
 			return evalError(429, "%s", rateLimited(le).(*oauth.Error).Description).Context, nil
 		}
 		return nil, err
-	}
-	if s.Devices != nil {
-		s.Devices.NotifyDevices(ctx, &req, d)
 	}
 	return map[string]any{"approval": approvalOf(id, int(expiry/time.Second), mode, s.cfg.PollInterval)}, nil
 }

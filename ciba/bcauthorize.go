@@ -168,9 +168,6 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 	id := store.NewShardedID(store.ShardOf(user.ID))
 	in2 := s.ruleInput(cl, user, scopes, details, p, expiry, in, now)
 	d := s.engine.Assess(ctx, in2)
-	if s.Observer != nil {
-		s.Observer.Decision(d)
-	}
 	adJSON, _ := json.Marshal(details)
 	if len(details) == 0 {
 		adJSON = nil
@@ -199,6 +196,7 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 			return nil, err
 		}
 		who.audited = true // request.denied
+		s.observe(d)
 		return nil, oauth.New(oauth.AccessDenied, "refused by policy: %s", denyReason(d))
 	case rules.PathPolicy, rules.PathContext:
 		nr.State = store.Approved
@@ -218,6 +216,11 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 		nr.State = store.Pending
 		nr.Limits = s.cfg.Limits
 		interval = s.cfg.PollInterval
+		if s.Devices != nil {
+			// The push to the user's devices is written with the request:
+			// any node's worker sends it, even if this node dies now.
+			nr.Outbox = &store.Outbox{RequestID: id, Kind: kindDevice}
+		}
 	}
 	nr.Interval = interval
 	if err := s.db.CreateRequest(ctx, nr); err != nil {
@@ -227,9 +230,7 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 		}
 		return nil, err
 	}
-	if nr.State == store.Pending && s.Devices != nil {
-		s.Devices.NotifyDevices(ctx, &req, d)
-	}
+	s.observe(d)
 	if mode != ModePush {
 		resp.Interval = &interval
 	}
@@ -239,6 +240,14 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 // decidedInterval is the interval, in seconds, of a request approved by
 // policy or context at /bc-authorize.
 const decidedInterval = 1
+
+// observe counts a decision once its request is stored: a refused or
+// failed store leaves the decision metrics as they were.
+func (s *Service) observe(d risk.Decision) {
+	if s.Observer != nil {
+		s.Observer.Decision(d)
+	}
+}
 
 // rateLimited is the push-bombing refusal: 429 with Retry-After.
 func rateLimited(le *store.LimitError) error {

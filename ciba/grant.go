@@ -80,15 +80,27 @@ func (s *Service) proofKey(ctx context.Context, cl *store.Client, in TokenInput)
 	return p.JKT, nil
 }
 
-// pollErrors maps store outcomes to CIBA Core §11 error codes.
-var pollErrors = map[string]*oauth.Error{
-	store.PollUnknown:     {Code: oauth.InvalidGrant, Description: "auth_req_id is unknown, already used or not yours", Status: 400},
-	store.PollWrongClient: {Code: oauth.InvalidGrant, Description: "auth_req_id is unknown, already used or not yours", Status: 400},
-	store.PollRedeemed:    {Code: oauth.InvalidGrant, Description: "auth_req_id is unknown, already used or not yours", Status: 400},
-	store.PollExpired:     {Code: oauth.ExpiredToken, Description: "the authentication request has expired", Status: 400},
-	store.PollSlowDown:    {Code: oauth.SlowDown, Description: "polling too fast: the interval grew by 5 seconds", Status: 400},
-	store.PollPending:     {Code: oauth.AuthorizationPending, Description: "the user has not decided yet", Status: 400},
-	store.PollDenied:      {Code: oauth.AccessDenied, Description: "the request was denied", Status: 400},
+// pollError is the one mapping of poll outcomes to their CIBA Core §11
+// answers. It is total: nil only for approved, and an outcome it does not
+// know is a server_error, never an approval.
+func pollError(st store.PollStatus) *oauth.Error {
+	const unknownID = "auth_req_id is unknown, already used or not yours"
+	switch st {
+	case store.PollApproved:
+		return nil
+	case store.PollUnknown, store.PollWrongClient, store.PollRedeemed:
+		return oauth.New(oauth.InvalidGrant, unknownID)
+	case store.PollExpired:
+		return oauth.New(oauth.ExpiredToken, "the authentication request has expired")
+	case store.PollSlowDown:
+		return oauth.New(oauth.SlowDown, "polling too fast: the interval grew by 5 seconds")
+	case store.PollPending:
+		return oauth.New(oauth.AuthorizationPending, "the user has not decided yet")
+	case store.PollDenied:
+		// CIBA Core §11: access_denied answers 400 at the token endpoint.
+		return oauth.New(oauth.AccessDenied, "the request was denied").WithStatus(400)
+	}
+	return oauth.New(oauth.ServerError, "the authentication request is in an unexpected state")
 }
 
 func (s *Service) cibaGrant(ctx context.Context, cl *store.Client, in TokenInput, jkt string) (*TokenResponse, error) {
@@ -107,9 +119,8 @@ func (s *Service) cibaGrant(ctx context.Context, cl *store.Client, in TokenInput
 	if err != nil {
 		return nil, err
 	}
-	if e, ok := pollErrors[o.Status]; ok {
-		c := *e
-		return nil, &c
+	if e := pollError(o.Status); e != nil {
+		return nil, e
 	}
 	if o.Approval == nil {
 		return nil, errors.New("ciba: approved request without approval")
@@ -124,8 +135,7 @@ func (s *Service) cibaGrant(ctx context.Context, cl *store.Client, in TokenInput
 		if errors.Is(err, store.ErrNotRedeemable) {
 			// Another poll redeemed it first (or it expired in between):
 			// this token is never released.
-			c := *pollErrors[store.PollRedeemed]
-			return nil, &c
+			return nil, pollError(store.PollRedeemed)
 		}
 		return nil, err
 	}

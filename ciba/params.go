@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,7 +66,10 @@ func (s *Service) requestObject(ctx context.Context, cl *store.Client, ro string
 	_, err = jwt.ParseWithClaims(ro, claims, keys.Keyfunc(),
 		jwt.WithValidMethods([]string{cl.RequestSigningAlg}), jwt.WithTimeFunc(s.Now),
 		jwt.WithIssuer(cl.ID), jwt.WithAudience(s.cfg.Issuer), jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(), jwt.WithLeeway(5*time.Second))
+		jwt.WithIssuedAt(), jwt.WithLeeway(5*time.Second),
+		// Numbers stay as the agent wrote them: authorization_details go
+		// into the token exactly as signed, not rounded through float64.
+		jwt.WithJSONNumber())
 	if err != nil {
 		return bad("%s", jwtProblem(err))
 	}
@@ -100,13 +104,14 @@ func (s *Service) requestObject(ctx context.Context, cl *store.Client, ro string
 		switch x := v.(type) {
 		case string:
 			return x, nil
-		case float64:
+		case json.Number:
 			// requested_expiry may be a JSON number (CIBA Core §7.1.1).
 			if name == "requested_expiry" {
-				if x != float64(int64(x)) {
+				n, err := x.Int64()
+				if err != nil {
 					return "", fmt.Errorf("requested_expiry must be an integer")
 				}
-				return fmt.Sprint(int64(x)), nil
+				return strconv.FormatInt(n, 10), nil
 			}
 		case []any:
 			if name == "authorization_details" {

@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/countersign/countersign/ciba/rar"
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/notify"
-	"github.com/countersign/countersign/risk"
 )
 
 // vapidName is the store singleton holding the VAPID key pair.
@@ -32,8 +33,10 @@ func LoadVAPID(ctx context.Context, db *store.DB) (notify.VAPIDKeys, error) {
 }
 
 // DevicePusher sends approval requests to a user's devices by Web Push.
-// Pushing is asynchronous and best effort: a failed push leaves the
-// request pending and visible in GET /device/requests.
+// The outbox worker calls it for the device entry that the request's own
+// script wrote, so a push survives the node that took the request: another
+// node takes the entry over. A failed push leaves the request pending and
+// visible in GET /device/requests.
 type DevicePusher struct {
 	Service *Service
 	Pusher  *notify.Pusher
@@ -52,52 +55,72 @@ type PushPayload struct {
 	ExpiresAt      string   `json:"expires_at"`
 }
 
-// NotifyDevices implements DeviceNotifier.
-func (p *DevicePusher) NotifyDevices(ctx context.Context, r *store.Request, d risk.Decision) {
+// devicePushParallel bounds the pushes of one request in flight at once.
+const devicePushParallel = 4
+
+// PushDevices implements DeviceNotifier: one attempt to each device in
+// only (every device of the user when nil). It returns the devices worth
+// another attempt and the earliest their push services allow it.
+func (p *DevicePusher) PushDevices(ctx context.Context, r *store.Request, only []string) ([]string, time.Duration) {
 	s := p.Service
 	devs, err := s.db.Devices(ctx, r.UserID)
 	if err != nil {
 		s.Log.Error("device lookup for push failed", "request", r.ID, "err", err)
-		return
+		return only, 0
 	}
 	v := s.view(ctx, &store.RequestState{Request: *r, State: store.Pending})
 	payload, _ := json.Marshal(PushPayload{Type: "approval_request", ID: r.ID, BindingMessage: r.BindingMessage,
 		Agent: v.Agent, Summary: Summary(r), Risk: v.Risk, ExpiresAt: v.ExpiresAt})
-	ttl := r.ExpiresAt.Sub(s.Now())
+	// RFC 8030 §5.4: one topic per user, so a newer approval request
+	// replaces an older undelivered one.
+	msg := notify.Message{Payload: payload, TTL: max(r.ExpiresAt.Sub(s.Now()), 0), Urgency: "high", Topic: topicOf(r.UserID)}
+	var (
+		mu    sync.Mutex
+		again []string
+		wait  time.Duration
+		wg    sync.WaitGroup
+	)
+	sem := make(chan struct{}, devicePushParallel)
 	for _, dev := range devs {
-		if len(dev.PushSubscription) == 0 {
-			continue
-		}
 		var sub notify.Subscription
-		if json.Unmarshal(dev.PushSubscription, &sub) != nil {
+		if len(dev.PushSubscription) == 0 || (only != nil && !slices.Contains(only, dev.ID)) ||
+			json.Unmarshal(dev.PushSubscription, &sub) != nil {
 			continue
 		}
-		dev := dev
+		sem <- struct{}{}
+		wg.Add(1)
 		go func() {
+			defer func() { <-sem; wg.Done() }()
 			if p.Wait != nil {
 				defer p.Wait()
 			}
-			// RFC 8030 §5.4: one topic per user, so a newer approval
-			// request replaces an older undelivered one.
-			msg := notify.Message{Payload: payload, TTL: ttl, Urgency: "high", Topic: topicOf(r.UserID)}
-			// The deadline is on the wall clock: s.Now may be a test clock.
-			deadline := time.Now().Add(ttl)
-			pctx, cancel := context.WithDeadline(context.Background(), deadline)
-			defer cancel()
-			res := p.Pusher.SendRetry(pctx, sub, msg, deadline)
-			switch res.Outcome {
-			case notify.Gone:
-				// RFC 8030 §7.3: 404/410 means the subscription is gone.
-				if err := s.db.SetPushSubscription(context.Background(), dev.ID, nil); err != nil {
-					s.Log.Error("removing a gone subscription failed", "device", dev.ID, "err", err)
-				}
-				s.Log.Info("push subscription gone; removed", "device", dev.ID)
-			case notify.Delivered:
-			default:
-				s.Log.Warn("push failed", "device", dev.ID, "request", r.ID, "status", res.Status, "err", res.Err)
+			if res := p.send(ctx, dev, sub, msg, r); res.Outcome == notify.Retry {
+				mu.Lock()
+				again, wait = append(again, dev.ID), max(wait, res.RetryAfter)
+				mu.Unlock()
 			}
 		}()
 	}
+	wg.Wait()
+	return again, wait
+}
+
+// send makes one push attempt and acts on a final outcome.
+func (p *DevicePusher) send(ctx context.Context, dev *store.Device, sub notify.Subscription, msg notify.Message, r *store.Request) notify.Result {
+	s := p.Service
+	res := p.Pusher.Send(ctx, sub, msg)
+	switch res.Outcome {
+	case notify.Gone:
+		// RFC 8030 §7.3: 404/410 means the subscription is gone.
+		if err := s.db.SetPushSubscription(ctx, dev.ID, nil); err != nil {
+			s.Log.Error("removing a gone subscription failed", "device", dev.ID, "err", err)
+		}
+		s.Log.Info("push subscription gone; removed", "device", dev.ID)
+	case notify.Delivered, notify.Retry:
+	default:
+		s.Log.Warn("push failed", "device", dev.ID, "request", r.ID, "status", res.Status, "err", res.Err)
+	}
+	return res
 }
 
 // topicOf is at most 32 characters of the URL-safe base64 alphabet.

@@ -72,6 +72,11 @@ func (s *Service) Introspect(ctx context.Context, in TokenInput) (_ Introspectio
 	if revoked {
 		return inactive, nil
 	}
+	// RFC 7662 §2.2: a token whose client or any actor of its chain was
+	// disabled or deleted is no longer active.
+	if ok, err := s.clientsLive(ctx, c.ClientID, c.Act.Chain()); err != nil || !ok {
+		return inactive, err
+	}
 	out := Introspection{"active": true, "iss": c.Issuer, "sub": c.Subject, "client_id": c.ClientID, "scope": c.Scope,
 		"jti": c.ID, "iat": c.IssuedAt.Unix(), "exp": c.Expiry.Unix(), "grant_id": c.GrantID, "act": c.Act,
 		"approval": c.Approval, "token_type": "Bearer"}
@@ -91,6 +96,24 @@ func (s *Service) Introspect(ctx context.Context, in TokenInput) (_ Introspectio
 		out["acr"] = c.ACR
 	}
 	return out, nil
+}
+
+// clientsLive reports whether the client and every actor exist and are
+// enabled, from the node's client cache (dropped on every announced change).
+func (s *Service) clientsLive(ctx context.Context, client string, actors []string) (bool, error) {
+	for _, id := range append([]string{client}, actors...) {
+		cl, err := s.client(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if cl.Disabled {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // GrantView is a grant as the phone lists it (docs/api.md).

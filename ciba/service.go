@@ -42,8 +42,9 @@ type Service struct {
 	Now      func() time.Time
 	Log      *slog.Logger
 	Observer Observer
-	// Devices is told about requests that wait for the user's phone. It
-	// may be nil (requests then wait for a device to look).
+	// Devices is told about requests that wait for the user's phone,
+	// through the outbox. It may be nil (requests then wait for a device
+	// to look).
 	Devices DeviceNotifier
 	// DPoP verifies proofs at /token (RFC 9449 §5).
 	DPoP *dpop.Verifier
@@ -56,13 +57,31 @@ type Service struct {
 	failAudit limiter // audited failures per registered client
 }
 
-// DeviceNotifier sends a pending request to the user's devices.
+// DeviceNotifier sends a pending request to the user's devices; the
+// outbox worker calls it for the entry stored with the request.
 type DeviceNotifier interface {
-	NotifyDevices(ctx context.Context, r *store.Request, d risk.Decision)
+	// PushDevices makes one attempt to each of the user's devices (only
+	// those listed, when only is not nil) and returns the devices to try
+	// again and the least wait before that.
+	PushDevices(ctx context.Context, r *store.Request, only []string) (again []string, wait time.Duration)
 }
 
-// New returns a Service.
-func New(cfg Config, db *store.DB, engine *risk.Engine, tokens *token.Minter) *Service {
+// Option sets one of a Service's dependencies at construction.
+type Option func(*Service)
+
+// WithDPoP replaces the default DPoP verifier (for nonces, RFC 9449 §8).
+func WithDPoP(v *dpop.Verifier) Option { return func(s *Service) { s.DPoP = v } }
+
+// WithClock sets the clock that decides expiry (default time.Now).
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.Now = now } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.Log = l } }
+
+// New returns a Service whose every dependency works: what opts do not
+// set gets a default (a DPoP verifier with the default algorithms and
+// replay protection in db, the wall clock, the default logger).
+func New(cfg Config, db *store.DB, engine *risk.Engine, tokens *token.Minter, opts ...Option) *Service {
 	if cfg.DefaultExpiry == 0 {
 		cfg.DefaultExpiry = 300 * time.Second
 	}
@@ -76,7 +95,12 @@ func New(cfg Config, db *store.DB, engine *risk.Engine, tokens *token.Minter) *S
 		cfg.DefaultAudience = cfg.Issuer
 	}
 	s := &Service{cfg: cfg, db: db, engine: engine, tokens: tokens, Now: time.Now, Log: slog.Default()}
-	s.auth = &clientauth.Verifier{Issuer: cfg.Issuer, Now: func() time.Time { return s.Now() }, Replay: db}
+	now := func() time.Time { return s.Now() }
+	s.auth = &clientauth.Verifier{Issuer: cfg.Issuer, Now: now, Replay: db}
+	s.DPoP = &dpop.Verifier{Algs: dpop.DefaultAlgs, IATWindow: time.Minute, Now: now, Replay: db}
+	for _, o := range opts {
+		o(s)
+	}
 	return s
 }
 

@@ -4,15 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/countersign/countersign/ciba/ratelog"
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/notify"
 )
 
 // Worker delivers the outbox: ping and push callbacks to agents (CIBA
-// Core §10.2, §10.3), and expires pending requests on time. Every node
+// Core §10.2, §10.3) and Web Push of pending requests to the user's
+// devices, and expires pending requests on time. Every node
 // runs one; they share the work through the Redis consumer group, and a
 // node that dies mid-delivery has its notifications taken over after
 // ClaimIdle (XAUTOCLAIM). Delivery is at least once.
@@ -33,10 +37,15 @@ type Worker struct {
 	mu        sync.Mutex
 	delivered func(m store.OutboxMsg, r notify.Result)
 	sleepFn   func(ctx context.Context, d time.Duration) error
+
+	// While Redis is down every loop fails on every turn: one line at
+	// once, then one per interval with a count, then "recovered".
+	readFail, claimFail, sweepFail, storeFail *ratelog.Failure
 }
 
 // Hooks sets, while the worker runs, who is told about every finished
-// notification (metrics, tests) and how it waits between retries (tests
+// agent notification (metrics, tests; device pushes report through
+// DevicePusher.Wait) and how it waits between retries of either (tests
 // shorten it); nil keeps the default.
 func (w *Worker) Hooks(delivered func(m store.OutboxMsg, r notify.Result), sleep func(ctx context.Context, d time.Duration) error) {
 	w.mu.Lock()
@@ -53,8 +62,24 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.Parallel == 0 {
 		w.Parallel = 64
 	}
-	if err := db.EnsureOutboxGroups(ctx); err != nil {
-		return err
+	log := w.Service.Log
+	w.readFail = ratelog.New(log, slog.LevelError, "outbox read failed")
+	w.claimFail = ratelog.New(log, slog.LevelError, "outbox reclaim failed")
+	w.sweepFail = ratelog.New(log, slog.LevelError, "expiry sweep failed")
+	w.storeFail = ratelog.New(log, slog.LevelError, "outbox: store unavailable during delivery")
+	// A Redis outage while the node starts must not leave it without a
+	// worker for good: retry until the groups exist.
+	for {
+		err := db.EnsureOutboxGroups(ctx)
+		if err == nil {
+			w.readFail.OK()
+			break
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		w.readFail.Fail(err)
+		w.sleep(ctx, time.Second)
 	}
 	sem := make(chan struct{}, w.Parallel)
 	start := func(m store.OutboxMsg) {
@@ -72,11 +97,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		msgs, err := db.ReadOutbox(ctx, w.Consumer, 64, time.Second)
 		if err != nil {
 			if ctx.Err() == nil {
-				w.Service.Log.Error("outbox read failed", "err", err)
+				w.readFail.Fail(err)
 				w.sleep(ctx, time.Second)
+				if strings.HasPrefix(err.Error(), "NOGROUP") {
+					// The stream or its group is gone (a flushed Redis): recreate.
+					_ = db.EnsureOutboxGroups(ctx)
+				}
 			}
 			continue
 		}
+		w.readFail.OK()
 		for _, m := range msgs {
 			start(m)
 		}
@@ -107,8 +137,11 @@ func (w *Worker) reclaim(ctx context.Context, start func(store.OutboxMsg)) {
 	every := max(w.ClaimIdle/3, 100*time.Millisecond)
 	for ctx.Err() == nil {
 		msgs, err := w.Service.db.ClaimStale(ctx, w.Consumer, w.ClaimIdle, 64)
-		if err != nil && ctx.Err() == nil {
-			w.Service.Log.Error("outbox reclaim failed", "err", err)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			w.claimFail.Fail(err)
+		case err == nil:
+			w.claimFail.OK()
 		}
 		for _, m := range msgs {
 			w.Service.Log.Info("took over a notification of another node", "request", m.Outbox.RequestID)
@@ -128,11 +161,21 @@ func (w *Worker) deliver(ctx context.Context, m store.OutboxMsg) {
 		return
 	}
 	if err != nil {
-		s.Log.Error("outbox: reading the request failed", "request", m.Outbox.RequestID, "err", err)
+		w.storeFail.Fail(err, "request", m.Outbox.RequestID)
 		return // stays pending; reclaimed later
 	}
 	r := &rs.Request
+	if m.Outbox.Kind == kindDevice {
+		w.pushDevices(ctx, m, rs)
+		return
+	}
 	cl, err := s.db.Client(ctx, r.ClientID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		// Not a missing client, an unreachable store: keep the
+		// notification for a later attempt rather than drop it.
+		w.storeFail.Fail(err, "request", r.ID)
+		return
+	}
 	if err != nil || cl.NotificationEndpoint == "" {
 		s.Log.Warn("outbox: client gone or has no notification endpoint; dropped", "request", r.ID)
 		_ = s.db.Done(ctx, m)
@@ -168,7 +211,9 @@ func (w *Worker) deliver(ctx context.Context, m store.OutboxMsg) {
 			"status", res.Status)
 	}
 	if err := s.db.Done(ctx, m); err != nil {
-		s.Log.Error("outbox ack failed", "request", r.ID, "err", err)
+		w.storeFail.Fail(err, "request", r.ID, "step", "ack")
+	} else {
+		w.storeFail.OK()
 	}
 	w.mu.Lock()
 	done := w.delivered
@@ -178,8 +223,45 @@ func (w *Worker) deliver(ctx context.Context, m store.OutboxMsg) {
 	}
 }
 
-// kindExpired marks the notification of a request that expired pending.
-const kindExpired = "expired"
+// Outbox kinds besides the delivery modes: the notification of a request
+// that expired pending, and the Web Push of a pending request to the
+// user's devices.
+const (
+	kindExpired = "expired"
+	kindDevice  = "device"
+)
+
+// pushDevices sends a pending request to its user's devices, retrying
+// the devices whose push service failed for the moment until the request
+// is decided or expires. A node that dies meanwhile leaves the entry to
+// another (ClaimIdle).
+func (w *Worker) pushDevices(ctx context.Context, m store.OutboxMsg, rs *store.RequestState) {
+	s := w.Service
+	var only []string
+	for attempt := 0; s.Devices != nil && rs.State == store.Pending; attempt++ {
+		again, wait := s.Devices.PushDevices(ctx, &rs.Request, only)
+		if len(again) == 0 {
+			break
+		}
+		// Until the request expires: past it nobody can approve it.
+		wait = max(notify.Backoff(attempt), wait)
+		if s.Now().Add(wait).After(rs.Request.ExpiresAt) || ctx.Err() != nil {
+			break
+		}
+		_ = s.db.Touch(ctx, w.Consumer, m)
+		if w.sleep(ctx, wait) != nil {
+			return // shutting down: another node takes it over
+		}
+		cur, err := s.db.RequestByID(ctx, rs.Request.ID)
+		if err != nil {
+			break // gone, or Redis failing: the phone still lists it
+		}
+		rs, only = cur, again
+	}
+	if err := s.db.Done(ctx, m); err != nil {
+		s.Log.Error("outbox ack failed", "request", rs.Request.ID, "err", err)
+	}
+}
 
 func expiredBody(r *store.Request) []byte {
 	if r.DeliveryMode == ModePush {
@@ -196,19 +278,25 @@ func expiredBody(r *store.Request) []byte {
 func (w *Worker) sweep(ctx context.Context) {
 	s := w.Service
 	for ctx.Err() == nil {
+		ok := true
 		for shard := 0; shard < store.Shards && ctx.Err() == nil; shard++ {
 			ids, err := s.db.DueExpiries(ctx, shard, 100)
 			if err != nil {
+				ok = false
 				if ctx.Err() == nil {
-					s.Log.Error("expiry sweep failed", "err", err)
+					w.sweepFail.Fail(err, "shard", shard)
 				}
 				continue
 			}
 			for _, id := range ids {
 				if err := s.expire(ctx, id); err != nil && ctx.Err() == nil {
-					s.Log.Error("expiring a request failed", "request", id, "err", err)
+					ok = false
+					w.sweepFail.Fail(err, "request", id)
 				}
 			}
+		}
+		if ok && ctx.Err() == nil {
+			w.sweepFail.OK()
 		}
 		w.sleep(ctx, time.Second)
 	}

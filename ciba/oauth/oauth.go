@@ -76,16 +76,36 @@ func New(code, format string, args ...any) *Error {
 	return &Error{Code: code, Description: clean(fmt.Sprintf(format, args...)), Status: statusOf(code)}
 }
 
-// WithStatus returns e with another status.
-func (e *Error) WithStatus(status int) *Error { e.Status = status; return e }
+// WithStatus returns a copy of e with another status; e is unchanged, so
+// a shared error value can be derived from safely.
+func (e *Error) WithStatus(status int) *Error {
+	c := e.Copy()
+	c.Status = status
+	return c
+}
 
-// WithHeader returns e with one more response header.
+// WithHeader returns a copy of e with one more response header; e is
+// unchanged.
 func (e *Error) WithHeader(key, value string) *Error {
-	if e.Header == nil {
-		e.Header = http.Header{}
+	c := e.Copy()
+	if c.Header == nil {
+		c.Header = http.Header{}
 	}
-	e.Header.Set(key, value)
-	return e
+	c.Header.Set(key, value)
+	return c
+}
+
+// Copy returns a deep copy of e: its header and extra members are its own.
+func (e *Error) Copy() *Error {
+	c := *e
+	c.Header = e.Header.Clone()
+	if e.Extra != nil {
+		c.Extra = make(map[string]any, len(e.Extra))
+		for k, v := range e.Extra {
+			c.Extra[k] = v
+		}
+	}
+	return &c
 }
 
 // Client returns a 401 invalid_client with the WWW-Authenticate challenge

@@ -27,3 +27,16 @@ func TestStatusesAndCleanDescriptions(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+func TestWithReturnsCopies(t *testing.T) {
+	shared := oauth.New(oauth.InvalidGrant, "shared").WithHeader("X-One", "1")
+	shared.Extra = map[string]any{"problems": []string{"a"}}
+	derived := shared.WithStatus(429).WithHeader("Retry-After", "3")
+	derived.Extra["more"] = true
+	if shared.Status != 400 || shared.Header.Get("Retry-After") != "" || shared.Header.Get("X-One") != "1" || len(shared.Extra) != 1 {
+		t.Fatalf("deriving changed the shared error: %+v", shared)
+	}
+	if derived.Status != 429 || derived.Header.Get("Retry-After") != "3" || derived.Header.Get("X-One") != "1" {
+		t.Fatalf("derived: %+v", derived)
+	}
+}

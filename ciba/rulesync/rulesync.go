@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/countersign/countersign/ciba/ratelog"
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/risk"
 	"github.com/countersign/countersign/rules"
@@ -60,6 +61,10 @@ type Syncer struct {
 	stats   map[string]*store.ShadowStats // by shadow digest, not yet flushed
 
 	done chan struct{}
+
+	// While Redis is down each loop fails on every turn: one line at once,
+	// then one per interval with a count, then "recovered".
+	subFail, refreshFail, flushFail *ratelog.Failure
 }
 
 // Start activates the initial ruleset when no version is active, loads the
@@ -79,7 +84,10 @@ func Start(ctx context.Context, db *store.DB, engine *risk.Engine, opts Options)
 	if opts.By == "" {
 		opts.By = "countersign"
 	}
-	s := &Syncer{db: db, engine: engine, opts: opts, stats: map[string]*store.ShadowStats{}, done: make(chan struct{})}
+	s := &Syncer{db: db, engine: engine, opts: opts, stats: map[string]*store.ShadowStats{}, done: make(chan struct{}),
+		subFail:     ratelog.New(opts.Log, slog.LevelWarn, "rules subscription interrupted"),
+		refreshFail: ratelog.New(opts.Log, slog.LevelWarn, "rules refresh failed"),
+		flushFail:   ratelog.New(opts.Log, slog.LevelWarn, "shadow counts not saved")}
 	src, comment := opts.Initial, opts.InitialComment
 	if src == nil {
 		src, comment = rules.DefaultSource, "the embedded default ruleset"
@@ -155,7 +163,7 @@ func (s *Syncer) listen(ctx context.Context, ps *redis.PubSub) {
 		if err != nil {
 			// go-redis reconnects and resubscribes on the next Receive;
 			// the confirmation then triggers a re-read.
-			s.opts.Log.Warn("rules subscription interrupted", "err", err)
+			s.subFail.Fail(err)
 			select {
 			case <-ctx.Done():
 				return
@@ -165,12 +173,11 @@ func (s *Syncer) listen(ctx context.Context, ps *redis.PubSub) {
 			continue
 		}
 		backoff = 50 * time.Millisecond
+		s.subFail.OK()
 		switch m.(type) {
 		case *redis.Subscription, *redis.Message:
 			// Whatever the message says, re-read: the stored state decides.
-			if err := s.Refresh(ctx); err != nil && ctx.Err() == nil {
-				s.opts.Log.Warn("rules refresh failed", "err", err)
-			}
+			s.refreshed(ctx, s.Refresh(ctx))
 		}
 	}
 }
@@ -188,12 +195,12 @@ func (s *Syncer) tick(ctx context.Context) {
 			cancel()
 			return
 		case <-check.C:
-			if err := s.Refresh(ctx); err != nil && ctx.Err() == nil {
-				s.opts.Log.Warn("rules refresh failed", "err", err)
-			}
+			s.refreshed(ctx, s.Refresh(ctx))
 		case <-flush.C:
 			if err := s.Flush(ctx); err != nil && ctx.Err() == nil {
-				s.opts.Log.Warn("shadow counts not saved", "err", err)
+				s.flushFail.Fail(err)
+			} else if err == nil {
+				s.flushFail.OK()
 			}
 		}
 	}
@@ -209,6 +216,16 @@ func (s *Syncer) Apply(ctx context.Context) {
 	defer cancel()
 	if err := s.Refresh(ctx); err != nil {
 		s.opts.Log.Warn("rules change not applied on this node yet; it follows within seconds", "err", err)
+	}
+}
+
+// refreshed logs the outcome of a background Refresh.
+func (s *Syncer) refreshed(ctx context.Context, err error) {
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.refreshFail.Fail(err)
+	case err == nil:
+		s.refreshFail.OK()
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/countersign/countersign/ciba/admin"
 	"github.com/countersign/countersign/ciba/deviceapp"
 	"github.com/countersign/countersign/ciba/oauth"
+	"github.com/countersign/countersign/ciba/ratelog"
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/ciba/token"
 )
@@ -44,21 +45,42 @@ type Deps struct {
 	VAPIDPublic string
 	// Rules serves /admin/rules (nil: not served).
 	Rules *admin.Rules
-	Extra []func(e *echo.Echo) // more routes (device app, ...)
+	// RequestTimeout bounds every request, Redis connection set-up
+	// included (DefaultRequestTimeout when 0).
+	RequestTimeout time.Duration
+	Extra          []func(e *echo.Echo) // more routes (device app, ...)
 }
 
-type srv struct{ Deps }
+// DefaultRequestTimeout is the deadline of a request when
+// Deps.RequestTimeout is 0.
+const DefaultRequestTimeout = 5 * time.Second
+
+// ReadyTimeout bounds /readyz: a probe must learn "not ready" well within
+// its own timeout.
+const ReadyTimeout = time.Second
+
+type srv struct {
+	Deps
+	// unavailable logs the 503s of a Redis outage: the first at once, then
+	// one line per interval with a count.
+	unavailable *ratelog.Failure
+	notReady    *ratelog.Failure
+}
 
 // New returns the HTTP handler of a node.
 func New(d Deps) *echo.Echo {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	s := &srv{d}
+	if d.RequestTimeout <= 0 {
+		d.RequestTimeout = DefaultRequestTimeout
+	}
+	s := &srv{Deps: d, unavailable: ratelog.New(d.Log, slog.LevelWarn, "request answered 503: store unavailable"),
+		notReady: ratelog.New(d.Log, slog.LevelWarn, "not ready")}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.renderError
-	e.Use(s.recoverer, s.requestID, s.bodyLimit, s.observe)
+	e.Use(s.recoverer, s.requestID, s.deadline, s.bodyLimit, s.observe)
 
 	e.GET("/.well-known/openid-configuration", s.discovery)
 	e.GET("/.well-known/oauth-authorization-server", s.discovery)
@@ -123,6 +145,11 @@ func (s *srv) renderError(err error, c echo.Context) {
 		default:
 			oe = oauth.New(oauth.InvalidRequest, "%v", he.Message).WithStatus(he.Code)
 		}
+	case oauth.IsUnavailable(err) || errors.Is(c.Request().Context().Err(), context.DeadlineExceeded):
+		// API.md: past the deadline or without Redis the outcome is
+		// unknown, so the answer is 503, never 500 nor a guess.
+		s.unavailable.Fail(err, "request_id", c.Response().Header().Get(echo.HeaderXRequestID), "path", c.Path())
+		oe = oauth.Unavailable()
 	default:
 		s.Log.Error("request failed", "request_id", c.Response().Header().Get(echo.HeaderXRequestID),
 			"path", c.Path(), "err", err)
@@ -194,6 +221,18 @@ func (s *srv) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// deadline gives every request its deadline: the Redis client honours
+// the context (dial, pool wait, read, write), so a stalled Redis costs a
+// request at most RequestTimeout and then a 503.
+func (s *srv) deadline(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), s.RequestTimeout)
+		defer cancel()
+		c.SetRequest(c.Request().WithContext(ctx))
+		return next(c)
+	}
+}
+
 func (s *srv) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -255,13 +294,20 @@ func endpoint(c echo.Context, issuer string) string {
 	return strings.TrimRight(issuer, "/") + c.Request().URL.Path
 }
 
+// readyz answers within ReadyTimeout; why a node is not ready goes to the
+// log, not to whoever probes it.
 func (s *srv) readyz(c echo.Context) error {
 	if s.Ready != nil {
-		if err := s.Ready(c.Request().Context()); err != nil {
-			s.Log.Warn("not ready", "err", err)
-			return c.JSON(503, map[string]string{"status": "unavailable", "reason": err.Error()})
+		ctx, cancel := context.WithTimeout(c.Request().Context(), min(ReadyTimeout, s.RequestTimeout))
+		defer cancel()
+		if err := s.Ready(ctx); err != nil {
+			s.notReady.Fail(err)
+			noStore(c)
+			c.Response().Header().Set("Retry-After", oauth.RetryAfterUnavailable)
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
 		}
 	}
+	s.notReady.OK()
 	out := map[string]string{"status": "ready"}
 	if s.RulesVersion != nil {
 		out["rules_version"] = s.RulesVersion()

@@ -109,13 +109,6 @@ const staleHead = "stale"
 // nothing and answers the new head, and the write is tried again. The
 // reply's first element is the status and the rest the values.
 func (db *DB) runAudited(ctx context.Context, s *redis.Script, shard int, keys []string, args []any, events []Event) ([]any, error) {
-	return db.runAuditedWith(ctx, s, shard, keys, args, events, nil)
-}
-
-// runAuditedWith is runAudited that also sends the commands extra queues
-// in the same round trip as the first try of the script (they run once,
-// whatever the script answers).
-func (db *DB) runAuditedWith(ctx context.Context, s *redis.Script, shard int, keys []string, args []any, events []Event, extra func(redis.Pipeliner)) ([]any, error) {
 	keys = append(keys, db.auditKey(shard), db.headKey(shard))
 	lock := &db.shardLocks[shard]
 	lock.Lock()
@@ -127,21 +120,7 @@ func (db *DB) runAuditedWith(ctx context.Context, s *redis.Script, shard int, ke
 			return nil, err
 		}
 		all := append(append([]any{}, args...), aargs...)
-		var res []any
-		if attempt == 0 && extra != nil {
-			p := db.rdb.Pipeline()
-			cmd := s.EvalSha(ctx, p, keys, all...)
-			extra(p)
-			if _, err := p.Exec(ctx); err != nil && !isNoScript(cmd.Err()) {
-				return nil, err
-			}
-			res, err = cmd.Slice()
-			if isNoScript(err) {
-				res, err = s.Eval(ctx, db.rdb, keys, all...).Slice()
-			}
-		} else {
-			res, err = s.Run(ctx, db.rdb, keys, all...).Slice()
-		}
+		res, err := s.Run(ctx, db.rdb, keys, all...).Slice()
 		if err != nil {
 			return nil, err
 		}

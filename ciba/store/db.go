@@ -10,6 +10,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -39,6 +40,12 @@ type DB struct {
 	shardLocks [Shards + 1]sync.Mutex
 	lastHash   [Shards]string // cache of each shard's audit chain head
 	dirHead    string
+
+	// outboxNudge wakes this node's outbox reader after this node wrote
+	// an entry; outboxTurn rotates its blocking read over the shards
+	// under Cluster.
+	outboxNudge chan struct{}
+	outboxTurn  atomic.Uint32
 }
 
 // Open returns a DB over rdb whose keys all start with prefix ("cs:" when
@@ -47,7 +54,9 @@ func Open(rdb redis.UniversalClient, prefix string) *DB {
 	if prefix == "" {
 		prefix = "cs:"
 	}
-	return &DB{rdb: rdb, prefix: prefix, Now: time.Now}
+	db := &DB{rdb: rdb, prefix: prefix, Now: time.Now, outboxNudge: make(chan struct{}, 1)}
+	db.nudgeOutbox() // the first read looks at every shard
+	return db
 }
 
 // Redis returns the underlying client (for health checks and pub/sub).

@@ -124,13 +124,13 @@ type Decision struct {
 // ARGV: 1 decision (approve|deny), 2 user, 3 now, 4 approval, 5 amount,
 // 6 outbox, 7 grant record, 8 grant expiry ms, 9.. audit.
 var scriptDecide = redis.NewScript(luaCommon + `
-local stale = audit_stale(14, 9)
+local stale = audit_stale(15, 9)
 if stale then return {'stale', stale} end
 local f = redis.call('HMGET', KEYS[1], 'state', 'user', 'exp')
 if not f[1] or f[2] ~= ARGV[2] then return {'missing'} end
 if f[1] ~= 'pending' or tonumber(ARGV[3]) >= tonumber(f[3]) then return {'decided'} end
 local id = string.match(KEYS[1], 'req:(.*)$')
-audit_write(14, 9)
+audit_write(15, 9)
 unpend(id)
 if ARGV[1] == 'approve' then
   redis.call('HSET', KEYS[1], 'state', 'approved', 'approval', ARGV[4])
@@ -171,10 +171,12 @@ func (db *DB) Decide(ctx context.Context, r *Request, d Decision) error {
 	if err != nil {
 		return err
 	}
+	// Every counter moved in the script: nothing after it can fail a
+	// decision that is already committed.
 	switch res[0] {
 	case "ok":
-		if d.Approve {
-			return db.countAgentRequest(ctx, r.ClientID, now)
+		if ob != "" {
+			db.nudgeOutbox()
 		}
 		return nil
 	case "missing":

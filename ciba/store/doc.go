@@ -21,9 +21,9 @@
 //	{sNN}:c:au:<client>:<user>:s:<h>  approved spend per hour (TTL 25 h); :d:<h> denials
 //	{sNN}:c:au:<client>:<user>:approved  approvals ever (first_time)
 //	{sNN}:c:u:<user>:s:<h>            the user's approved spend per hour; :p:<minute> pushes
+//	{sNN}:c:a:<client>:r:<5m>         this shard's share of the agent's approved requests (agent_requests_1h sums the shards)
 //	{sNN}:audit, {sNN}:audit-head     the shard's audit stream and its hash-chain head
 //	{sNN}:outbox                      the shard's notification outbox (stream, consumer group)
-//	{a:<client>}:r:<5m>               agent-wide approved requests (its own slot: spans users)
 //	{dir}:client:<id>, {dir}:clients  clients (JSON) and their index
 //	{dir}:user:<id>, {dir}:users, {dir}:user-email:<email>
 //	{dir}:device:<id>, {dir}:devices:<user>, {dir}:enroll:<sha256(code)>

@@ -73,10 +73,11 @@ type LimitError struct {
 
 func (e *LimitError) Error() string { return "store: limit reached: " + e.Which }
 
-// Outbox is a notification to deliver to an agent after a state change.
+// Outbox is a notification to deliver after a state change: to an agent,
+// or to the user's devices (a pending request's Web Push).
 type Outbox struct {
 	RequestID string          `json:"request_id"`
-	Kind      string          `json:"kind"` // ping | push
+	Kind      string          `json:"kind"` // ping | push | expired | device
 	Body      json.RawMessage `json:"body,omitempty"`
 }
 
@@ -86,7 +87,7 @@ type NewRequest struct {
 	State    State     // Pending, Approved (by policy or context) or Denied (nothing stored but counters and audit)
 	Interval int       // seconds between polls
 	Approval *Approval // when State is Approved
-	Outbox   *Outbox   // when a ping/push client must be told now
+	Outbox   *Outbox   // when a ping/push client must be told now, or the devices pushed
 	Limits   Limits    // when State is Pending
 	Grant    *Grant    // when State is Approved
 	Events   []Event
@@ -102,7 +103,9 @@ type reqKeys struct {
 // bucket (5 min), 5 agent-user approvals, 6 agent-user spend (hour), 7
 // user spend (hour), 8 agent-user denials (hour), 9 user pushes (minute),
 // 10 shard expiries, 11 shard outbox, 12 the user's grants, 13 the grant
-// record (when grant is set).
+// record (when grant is set), 14 the agent's requests bucket in this shard
+// (5 min). The agent-wide counter is kept per shard so that it moves in
+// the same script as the request; reading it sums the shards.
 func (db *DB) keysFor(id, client, user, grant string, now time.Time) reqKeys {
 	shard := ShardOf(user)
 	t := db.tag(shard)
@@ -122,6 +125,7 @@ func (db *DB) keysFor(id, client, user, grant string, now time.Time) reqKeys {
 		t + "outbox",
 		t + "grants:" + user,
 		t + "grant:" + grant,
+		db.agentBucketKey(shard, client, bucket5(now)),
 	}}
 }
 
@@ -133,6 +137,7 @@ func bucketHour(t time.Time) int64 { return t.Unix() / 3600 }
 const luaCommon = luaAudit + `
 local function approve_counters(amount)
   redis.call('INCR', KEYS[4]); redis.call('EXPIRE', KEYS[4], 3900)
+  redis.call('INCR', KEYS[14]); redis.call('EXPIRE', KEYS[14], 3900)
   redis.call('INCR', KEYS[5]); redis.call('EXPIRE', KEYS[5], 34560000)
   if amount > 0 then
     redis.call('INCRBYFLOAT', KEYS[6], amount); redis.call('EXPIRE', KEYS[6], 90000)
@@ -164,14 +169,15 @@ end
 
 // ARGV: 1 rec, 2 state, 3 now, 4 exp, 5 interval, 6 approval, 7 amount,
 // 8 max pending per user, 9 per agent-user, 10 pushes per minute, 11 id,
-// 12 outbox, 13 gc ttl ms, 14 grant record, 15 grant expiry ms, 16.. audit.
+// 12 outbox, 13 gc ttl ms, 14 grant record, 15 grant expiry ms, 16.. audit
+// (audit keys from KEYS[15]).
 var scriptCreate = redis.NewScript(luaCommon + `
-local stale = audit_stale(14, 16)
+local stale = audit_stale(15, 16)
 if stale then return {'stale', stale} end
 local now = tonumber(ARGV[3])
 local state = ARGV[2]
 if state == 'denied' then
-  audit_write(14, 16)
+  audit_write(15, 16)
   deny_counters()
   return {'ok'}
 end
@@ -196,7 +202,7 @@ if state == 'pending' then
 end
 -- Every check passed: the audit events are the first write, so a failure
 -- to write them leaves nothing else written.
-audit_write(14, 16)
+audit_write(15, 16)
 if state == 'pending' then
   redis.call('INCR', KEYS[9]); redis.call('EXPIRE', KEYS[9], 120)
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[11])
@@ -209,9 +215,11 @@ redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'state', state, 'exp', ARGV[4], 'int
 if state == 'approved' then
   redis.call('HSET', KEYS[1], 'approval', ARGV[6])
   approve_counters(tonumber(ARGV[7]))
-  outbox(ARGV[12])
   grant(ARGV[14], ARGV[15])
 end
+-- The agent's notification of an approval, or the push to the user's
+-- devices of a pending request: durable with the request itself.
+outbox(ARGV[12])
 redis.call('PEXPIRE', KEYS[1], ARGV[13])
 return {'ok'}
 `)
@@ -244,17 +252,11 @@ func (db *DB) CreateRequest(ctx context.Context, n NewRequest) error {
 		return err
 	}
 	k := db.keysFor(r.ID, r.ClientID, r.UserID, grantID, now)
-	var extra func(redis.Pipeliner)
-	if n.State == Approved {
-		// The agent-wide counter lives in the agent's own slot; it rides
-		// in the same round trip.
-		extra = func(p redis.Pipeliner) { db.queueAgentRequest(ctx, p, r.ClientID, now) }
-	}
-	res, err := db.runAuditedWith(ctx, scriptCreate, k.shard, k.keys, []any{
+	res, err := db.runAudited(ctx, scriptCreate, k.shard, k.keys, []any{
 		rec, string(n.State), ms(now), ms(r.ExpiresAt), n.Interval, approval, r.Amount,
 		n.Limits.PendingPerUser, n.Limits.PendingPerAgentUser, n.Limits.PushesPerMinute,
 		r.ID, ob, (r.ExpiresAt.Sub(now) + gcTTL).Milliseconds(), grantRec, grantExp,
-	}, n.Events, extra)
+	}, n.Events)
 	if err != nil {
 		return err
 	}
@@ -262,6 +264,9 @@ func (db *DB) CreateRequest(ctx context.Context, n NewRequest) error {
 		which, _ := res[1].(string)
 		retry, _ := res[2].(int64)
 		return &LimitError{Which: which, RetryAfter: time.Duration(retry) * time.Millisecond}
+	}
+	if ob != "" && n.State != Denied {
+		db.nudgeOutbox()
 	}
 	return nil
 }
@@ -274,45 +279,35 @@ func outboxArg(o *Outbox) (string, error) {
 	return string(b), err
 }
 
-// countAgentRequest moves the agent-wide request counter, which lives in
-// the agent's own slot (it spans users, so it cannot share their shard).
-func (db *DB) countAgentRequest(ctx context.Context, client string, now time.Time) error {
-	_, err := db.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		db.queueAgentRequest(ctx, p, client, now)
-		return nil
-	})
-	return err
-}
-
-func (db *DB) queueAgentRequest(ctx context.Context, p redis.Pipeliner, client string, now time.Time) {
-	k := db.agentBucketKey(client, bucket5(now))
-	p.Incr(ctx, k)
-	p.Expire(ctx, k, 65*time.Minute)
-}
-
-func (db *DB) agentBucketKey(client string, b int64) string {
-	return db.prefix + "{a:" + client + "}:r:" + itoa(b)
+// agentBucketKey is a shard's share of an agent's approved requests in
+// five-minute bucket b.
+func (db *DB) agentBucketKey(shard int, client string, b int64) string {
+	return db.tag(shard) + "c:a:" + client + ":r:" + itoa(b)
 }
 
 // PollOutcome is the result of one poll of a request.
 type PollOutcome struct {
-	Status   string // see the Poll* constants
-	Interval int    // the new interval after slow_down
+	Status   PollStatus
+	Interval int // the new interval after slow_down
 	Request  *Request
 	Approval *Approval
 	Response []byte // a push-mode token response, when stored
 }
 
-// Poll outcomes; ciba maps them to OAuth codes in one table.
+// PollStatus is what a poll found; ciba maps every one to its OAuth
+// answer in one place.
+type PollStatus string
+
+// Poll outcomes, as the poll script answers them.
 const (
-	PollUnknown     = "missing"
-	PollWrongClient = "wrong_client"
-	PollRedeemed    = "redeemed"
-	PollExpired     = "expired"
-	PollSlowDown    = "slow_down"
-	PollPending     = "pending"
-	PollDenied      = "denied"
-	PollApproved    = "approved"
+	PollUnknown     PollStatus = "missing"
+	PollWrongClient PollStatus = "wrong_client"
+	PollRedeemed    PollStatus = "redeemed"
+	PollExpired     PollStatus = "expired"
+	PollSlowDown    PollStatus = "slow_down"
+	PollPending     PollStatus = "pending"
+	PollDenied      PollStatus = "denied"
+	PollApproved    PollStatus = "approved"
 )
 
 // KEYS[1] request. ARGV: 1 client, 2 now.
@@ -350,7 +345,8 @@ func (db *DB) Poll(ctx context.Context, id, client string) (PollOutcome, error) 
 	if err != nil {
 		return PollOutcome{}, err
 	}
-	out := PollOutcome{Status: res[0].(string)}
+	st, _ := res[0].(string)
+	out := PollOutcome{Status: PollStatus(st)}
 	switch out.Status {
 	case PollSlowDown:
 		out.Interval = int(res[1].(int64))

@@ -85,8 +85,18 @@ func (db *DB) queueSignals(ctx context.Context, p redis.Pipeliner, client, user 
 	for _, n := range names {
 		switch n {
 		case SigAgentRequests1h:
-			c := p.MGet(ctx, fives(func(b int64) string { return db.agentBucketKey(client, b) })...)
-			sets = append(sets, func() { s.AgentRequests1h = int64(sum(c)) })
+			// The agent-wide count is kept per shard: one read per shard.
+			cs := make([]*redis.SliceCmd, Shards)
+			for sh := range cs {
+				cs[sh] = p.MGet(ctx, fives(func(b int64) string { return db.agentBucketKey(sh, client, b) })...)
+			}
+			sets = append(sets, func() {
+				var n float64
+				for _, c := range cs {
+					n += sum(c)
+				}
+				s.AgentRequests1h = int64(n)
+			})
 		case SigAgentUserRequests1h:
 			c := p.MGet(ctx, fives(func(b int64) string { return au + "r:" + itoa(b) })...)
 			sets = append(sets, func() { s.AgentUserRequests1h = int64(sum(c)) })

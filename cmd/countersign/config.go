@@ -38,6 +38,7 @@ type Config struct {
 	KeyPrefix          string
 	LogLevel           string
 	AdminName          string
+	RequestTimeout     time.Duration
 }
 
 type flagDef struct {
@@ -74,6 +75,7 @@ func (c *Config) defs() []flagDef {
 		{name: "signing-key-rotation", env: "COUNTERSIGN_SIGNING_KEY_ROTATION", dur: &c.KeyRotation, def: "720h", help: "rotate the token signing key this often (0: never); the JWKS keeps the previous keys"},
 		{name: "audit-retention", env: "COUNTERSIGN_AUDIT_RETENTION", dur: &c.AuditRetention, def: "0s", help: "keep audit events this long in Redis, then export them to --audit-export-dir and trim (0: keep all)"},
 		{name: "audit-export-dir", env: "COUNTERSIGN_AUDIT_EXPORT_DIR", str: &c.AuditExportDir, help: "directory for the JSON Lines files of exported audit events"},
+		{name: "request-timeout", env: "COUNTERSIGN_REQUEST_TIMEOUT", dur: &c.RequestTimeout, def: "5s", help: "deadline of every request, Redis included; past it the answer is 503 temporarily_unavailable"},
 		{name: "log-level", env: "COUNTERSIGN_LOG_LEVEL", str: &c.LogLevel, def: "info", help: "debug, info, warn or error"},
 	}
 }
@@ -200,6 +202,9 @@ func (c *Config) Validate() error {
 	}
 	if strings.HasPrefix(c.VAPIDSubject, "mailto:") || !strings.Contains(c.VAPIDSubject, "@") && !strings.HasPrefix(c.VAPIDSubject, "https://") {
 		errs = append(errs, errors.New("vapid-subject must be an email address without mailto: (webpush-go adds it) or an https URL"))
+	}
+	if c.RequestTimeout < 100*time.Millisecond || c.RequestTimeout > 30*time.Second {
+		errs = append(errs, errors.New("request-timeout must be between 100ms and 30s"))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -1,12 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/countersign/countersign/ciba/ratelog"
 )
 
 // redisOptions parses the Redis URL forms we document:
@@ -49,4 +55,48 @@ func redisOptions(raw string) (*redis.UniversalOptions, error) {
 		return o, nil
 	}
 	return nil, fmt.Errorf("unsupported scheme %q", u.Scheme)
+}
+
+// withDeadlines bounds every Redis call, for every URL form and the
+// embedded store alike: a request's context deadline covers dialling,
+// waiting for a pooled connection, writing and reading (API.md: a stalled
+// Redis is a 503 within the request deadline, never a hang); work without
+// a deadline of its own (background loops) gets d per step. Retries are
+// few and quick, so that a refused connection fails well within d.
+func withDeadlines(o *redis.UniversalOptions, d time.Duration) *redis.UniversalOptions {
+	o.ContextTimeoutEnabled = true
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = d, d, d, d
+	o.DialerRetries = 1
+	o.MaxRetries = 2
+	o.MinRetryBackoff, o.MaxRetryBackoff = 10*time.Millisecond, 100*time.Millisecond
+	return o
+}
+
+// redisLog routes go-redis's own log lines (reconnects, pub/sub, pool)
+// through slog, so every line of the node is JSON, and rate-limits each
+// kind of line as a repeating failure.
+type redisLog struct {
+	log   *slog.Logger
+	mu    sync.Mutex
+	kinds map[string]*ratelog.Failure // by format string: a fixed set in go-redis
+}
+
+// routeRedisLog makes log the destination of go-redis's log lines (one
+// process-wide setting of the library).
+func routeRedisLog(log *slog.Logger) {
+	redis.SetLogger(&redisLog{log: log.With("component", "go-redis"), kinds: map[string]*ratelog.Failure{}})
+}
+
+func (l *redisLog) Printf(_ context.Context, format string, v ...any) {
+	l.mu.Lock()
+	f := l.kinds[format]
+	if f == nil {
+		if len(l.kinds) >= 256 {
+			clear(l.kinds)
+		}
+		f = ratelog.New(l.log, slog.LevelWarn, "redis client")
+		l.kinds[format] = f
+	}
+	l.mu.Unlock()
+	f.Fail(fmt.Errorf(format, v...))
 }

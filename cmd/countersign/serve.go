@@ -50,6 +50,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 		return nil, errors.New("no issuer: serve derives it from the bound address before starting a node")
 	}
 	n := &node{cfg: cfg}
+	routeRedisLog(log)
 	var rdb redis.UniversalClient
 	// The node's background work (rules, keys, outbox) ends with the node,
 	// before its Redis connection closes.
@@ -75,7 +76,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 			}
 		}()
 		closers = append(closers, cancel, m.Close)
-		rdb = redis.NewClient(&redis.Options{Addr: m.Addr()})
+		rdb = redis.NewUniversalClient(withDeadlines(&redis.UniversalOptions{Addrs: []string{m.Addr()}}, cfg.RequestTimeout))
 		log.Warn("EMBEDDED STORE: no --redis-url given; all state lives in this process's memory only and is lost on exit. Use COUNTERSIGN_REDIS_URL for anything but a trial.")
 		if cfg.AdminToken == "" {
 			b := make([]byte, 24)
@@ -88,7 +89,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 		if err != nil {
 			return nil, err
 		}
-		rdb = redis.NewUniversalClient(o)
+		rdb = redis.NewUniversalClient(withDeadlines(o, cfg.RequestTimeout))
 	}
 	closers = append(closers, func() { rdb.Close() })
 	n.close = func() {
@@ -200,7 +201,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Write
 		},
 		RulesVersion: syncer.RulesVersion,
 		Rules:        &admin.Rules{DB: n.db, AdminName: cfg.AdminName, Applier: syncer},
-		VAPIDPublic:  vapid.Public,
+		VAPIDPublic:  vapid.Public, RequestTimeout: cfg.RequestTimeout,
 	})
 	return n, nil
 }

@@ -26,6 +26,7 @@ type receiver struct {
 	failed   map[string]int // callbacks refused while faulty, per auth_req_id
 	sabotage map[string]int // 5xx / hang / reset counts
 	badAuth  int
+	attempts map[string][]string // auth_req_id -> "time outcome" of every call
 	arrived  chan string
 }
 
@@ -40,7 +41,7 @@ func startReceiver() (*receiver, error) {
 		return nil, err
 	}
 	rc := &receiver{ln: ln, tokens: map[string]string{}, got: map[string][]delivery{},
-		failed: map[string]int{}, sabotage: map[string]int{}, arrived: make(chan string, 4096)}
+		failed: map[string]int{}, sabotage: map[string]int{}, attempts: map[string][]string{}, arrived: make(chan string, 4096)}
 	rc.srv = &http.Server{Handler: rc, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = rc.srv.Serve(ln) }()
 	return rc, nil
@@ -61,10 +62,11 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal(body, &msg)
 	id, _ := msg["auth_req_id"].(string)
 	if rc.faulty.Load() && rand.IntN(10) < 7 {
-		rc.sabotageCall(w, id)
+		rc.sabotageCall(w, r, id)
 		return
 	}
 	rc.mu.Lock()
+	rc.attempts[id] = append(rc.attempts[id], time.Now().Format("15:04:05.000")+" answered")
 	want, known := rc.tokens[id]
 	ok := known && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+want)) == 1
 	if !ok {
@@ -88,20 +90,26 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// sabotageCall fails one callback: a 5xx, a hang past the server's
+// sabotageCall fails one callback: a 5xx, a hang past the notifier's
 // timeout, or a TCP reset.
-func (rc *receiver) sabotageCall(w http.ResponseWriter, id string) {
+func (rc *receiver) sabotageCall(w http.ResponseWriter, r *http.Request, id string) {
 	kind := []string{"5xx", "hang", "reset"}[rand.IntN(3)]
 	rc.mu.Lock()
 	rc.failed[id]++
 	rc.sabotage[kind]++
+	rc.attempts[id] = append(rc.attempts[id], time.Now().Format("15:04:05.000")+" "+kind)
 	rc.mu.Unlock()
 	switch kind {
 	case "5xx":
 		w.WriteHeader([]int{500, 502, 503}[rand.IntN(3)])
 	case "hang":
-		time.Sleep(8 * time.Second) // past the notifier's 5 s timeout
-		w.WriteHeader(http.StatusNoContent)
+		// Hang until the notifier gives up (its timeout is 10 s) and
+		// hangs up; a hang never ends in a success.
+		select {
+		case <-r.Context().Done():
+		case <-time.After(30 * time.Second):
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
 	case "reset":
 		hj, ok := w.(http.Hijacker)
 		if !ok {

@@ -117,6 +117,8 @@ type report struct {
 	AuditOK      bool              `json:"audit_chain_ok"`
 	Linearizable string            `json:"linearizable"`
 	LinFailures  []string          `json:"lin_failures,omitempty"`
+	Undelivered  []string          `json:"undelivered_callbacks,omitempty"`
+	LinDetail    []string          `json:"lin_failure_histories,omitempty"`
 	LinExcused   []string          `json:"lin_excused_everysec,omitempty"`
 	CheckSeconds float64           `json:"lin_check_seconds"`
 	RedisAOF     map[string]string `json:"redis_persistence"`
@@ -128,6 +130,7 @@ type faultReport struct {
 	Seconds        float64        `json:"fault_seconds"`
 	RecoverSeconds float64        `json:"recover_seconds"`
 	Calls          map[string]int `json:"calls_by_class"`
+	Failures       map[string]int `json:"failures"`
 }
 
 func (rep *report) bad(k string, n int, example string) {

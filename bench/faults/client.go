@@ -49,15 +49,35 @@ type callLog struct {
 }
 
 type loggedCall struct {
-	At    time.Time
-	Class string
-	What  string
+	At     time.Time
+	Class  string
+	What   string
+	Detail string // for failures: the status and the error code or body
 }
 
-func (l *callLog) add(at time.Time, cls, what string) {
+func (l *callLog) add(at time.Time, cls, what, detail string) {
 	l.mu.Lock()
-	l.calls = append(l.calls, loggedCall{at, cls, what})
+	l.calls = append(l.calls, loggedCall{at, cls, what, detail})
 	l.mu.Unlock()
+}
+
+// detail names a failed answer briefly (never a token: error bodies carry none).
+func detail(r reply) string {
+	if r.Err != nil {
+		msg := r.Err.Error()
+		if i := strings.LastIndex(msg, ": "); i >= 0 {
+			msg = msg[i+2:]
+		}
+		return msg
+	}
+	if c := r.code(); c != "" {
+		return fmt.Sprintf("%d %s", r.Status, c)
+	}
+	body := string(r.Raw)
+	if len(body) > 60 {
+		body = body[:60]
+	}
+	return fmt.Sprintf("%d %q", r.Status, body)
 }
 
 // api calls the nodes.
@@ -80,7 +100,7 @@ func (a *api) do(ctx context.Context, method, u string, hdr http.Header, body []
 	resp, err := a.hc.Do(req)
 	if err != nil {
 		r := reply{Err: err, Class: clsTransport}
-		a.log.add(time.Now(), r.Class, what)
+		a.log.add(time.Now(), r.Class, what, detail(r))
 		return r
 	}
 	defer resp.Body.Close()
@@ -88,7 +108,11 @@ func (a *api) do(ctx context.Context, method, u string, hdr http.Header, body []
 	r := reply{Status: resp.StatusCode, Raw: raw, Header: resp.Header, Err: err}
 	_ = json.Unmarshal(raw, &r.Body)
 	r.Class = classify(r)
-	a.log.add(time.Now(), r.Class, what)
+	d := ""
+	if r.Class != clsOK && r.Class != clsProtocol {
+		d = detail(r)
+	}
+	a.log.add(time.Now(), r.Class, what, d)
 	return r
 }
 
@@ -128,11 +152,15 @@ func classify(r reply) string {
 
 // form posts a form with client_secret_basic (RFC 6749 §2.3.1).
 func (a *api) form(ctx context.Context, base, path string, c *agent, v url.Values) reply {
+	what := path
+	if v.Get("grant_type") == exchangeGrant {
+		what = "/token (exchange)"
+	}
 	hdr := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
 	req, _ := http.NewRequest("POST", base, nil)
 	req.SetBasicAuth(url.QueryEscape(c.id), url.QueryEscape(c.secret))
 	hdr.Set("Authorization", req.Header.Get("Authorization"))
-	return a.do(ctx, "POST", base+path, hdr, []byte(v.Encode()), path)
+	return a.do(ctx, "POST", base+path, hdr, []byte(v.Encode()), what)
 }
 
 // adminCall makes an admin API call, retrying faults (setup runs before
@@ -175,4 +203,44 @@ func (a *api) register(base string, meta map[string]any) (*agent, error) {
 	}
 	mode, _ := meta["backchannel_token_delivery_mode"].(string)
 	return &agent{id: r.str("client_id"), secret: r.str("client_secret"), mode: mode}, nil
+}
+
+// loggingTransport tallies the phones' calls like the agents' ones.
+type loggingTransport struct {
+	log  *callLog
+	base http.RoundTripper
+}
+
+func (t loggingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	what := "phone " + req.Method + " " + phonePath(req.URL.Path)
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		r := reply{Err: err, Class: clsTransport}
+		t.log.add(time.Now(), r.Class, what, detail(r))
+		return nil, err
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(raw))
+	r := reply{Status: resp.StatusCode, Raw: raw, Header: resp.Header, Err: err}
+	_ = json.Unmarshal(raw, &r.Body)
+	r.Class = classify(r)
+	if r.Status == 409 {
+		r.Class = clsProtocol // already decided or expired: the device API's answer of a request's life
+	}
+	d := ""
+	if r.Class != clsOK && r.Class != clsProtocol {
+		d = detail(r)
+	}
+	t.log.add(time.Now(), r.Class, what, d)
+	return resp, err
+}
+
+// phonePath drops the request id from device API paths.
+func phonePath(p string) string {
+	parts := strings.Split(p, "/")
+	if len(parts) > 3 && parts[1] == "device" && parts[2] == "requests" {
+		parts[3] = "{id}"
+	}
+	return strings.Join(parts, "/")
 }

@@ -97,8 +97,8 @@ const expirySkew = int64(1100 * time.Millisecond)
 
 // settle returns the states s can silently move to before an op that
 // returns at ret: policy and context requests approve themselves (the
-// rules approved them at bc-authorize), and an unredeemed request expires
-// once its expiry has passed. A device request is never approved silently.
+// rules approved them at bc-authorize), and a request whose token was not
+// released expires once its expiry has passed (a denied one included). A device request is never approved silently.
 func settle(s reqState, ret int64) []reqState {
 	out := []reqState{s}
 	if s.Phase == phPending && s.Kind != kindDevice {
@@ -108,7 +108,9 @@ func settle(s reqState, ret int64) []reqState {
 	}
 	if ret >= s.ExpMin {
 		for _, x := range append([]reqState(nil), out...) {
-			if (x.Phase == phPending || x.Phase == phApproved) && !x.Redeemed {
+			// Past its expiry a request answers expired_token whatever
+			// it was, unless its token was released (CIBA Core §11).
+			if (x.Phase == phPending || x.Phase == phApproved || x.Phase == phDenied) && !x.Redeemed {
 				x.Phase = phExpired
 				out = append(out, x)
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -37,7 +38,8 @@ func newHandset(ctx context.Context, a *api, node, user string, client int, h *h
 	if err != nil {
 		return nil, err
 	}
-	p, err := phone.New(node, phone.Options{Listen: "127.0.0.1:0", Name: "faults-" + user})
+	hc := &http.Client{Timeout: 20 * time.Second, Transport: loggingTransport{log: a.log, base: http.DefaultTransport}}
+	p, err := phone.New(node, phone.Options{Listen: "127.0.0.1:0", Name: "faults-" + user, HTTPClient: hc})
 	if err != nil {
 		return nil, err
 	}

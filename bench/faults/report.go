@@ -18,10 +18,13 @@ func faultWindows(log *callLog, faults []faultRec, rc *receiver, rep *report) {
 	log.mu.Unlock()
 	for _, f := range faults {
 		fr := faultReport{faultRec: f, Seconds: f.End.Sub(f.Start).Seconds(),
-			RecoverSeconds: f.Recovered.Sub(f.End).Seconds(), Calls: map[string]int{}}
+			RecoverSeconds: f.Recovered.Sub(f.End).Seconds(), Calls: map[string]int{}, Failures: map[string]int{}}
 		for _, c := range calls {
 			if !c.At.Before(f.Start) && !c.At.After(f.Recovered) {
 				fr.Calls[c.Class]++
+				if c.Detail != "" {
+					fr.Failures[c.What+" "+c.Detail]++
+				}
 			}
 		}
 		if strings.HasPrefix(f.Name, "callback") {
@@ -94,10 +97,19 @@ func printReport(r *report) {
 	section("BAD (must all be 0)", r.Bad)
 	for _, f := range r.Faults {
 		fmt.Printf("fault %-45s lasted %.1fs, recovered %.2fs after; calls %v %s\n", f.Name, f.Seconds, f.RecoverSeconds, f.Calls, f.Note)
+		for _, k := range sortedKeys(f.Failures) {
+			fmt.Printf("    %-60s %d\n", k, f.Failures[k])
+		}
 	}
 	fmt.Printf("audit chain: ok=%v, %d events verified\n", r.AuditOK, r.AuditChecked)
 	fmt.Printf("linearizable: %s (%.1fs); failures %v; excused under everysec %v\n", r.Linearizable, r.CheckSeconds, r.LinFailures, r.LinExcused)
 	fmt.Printf("redis: %v\n", r.RedisAOF)
+	for _, l := range r.Undelivered {
+		fmt.Println("undelivered:", l)
+	}
+	for _, l := range r.LinDetail {
+		fmt.Println(l)
+	}
 	for _, p := range r.Problems {
 		fmt.Println("  problem:", p)
 	}

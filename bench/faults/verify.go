@@ -2,6 +2,8 @@ package main
 
 import (
 	"crypto/ecdsa"
+	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -194,6 +196,12 @@ func checkNotified(rec *reqRecord, rc *receiver, au *audited, rep *report) {
 		}
 	case time.Now().After(rec.ExpiresAt):
 		rep.Callbacks[rec.Mode+" not delivered, request expired"]++
+		rc.mu.Lock()
+		rep.Undelivered = append(rep.Undelivered, fmt.Sprintf("%s %s created %s expires %s: %v", rec.Mode, rec.ID,
+			rec.Call.Format("15:04:05.000"), rec.ExpiresAt.Format("15:04:05.000"), rc.attempts[rec.ID]))
+		rc.mu.Unlock()
+		rep.Info[fmt.Sprintf("%s not delivered: %s %s, %d failed attempts, audit issued=%d approved=%d denied=%d", rec.Mode,
+			rec.Kind, rec.Plan, failed, len(au.issued[rec.ID]), len(au.approved[rec.ID]), len(au.denied[rec.ID]))]++
 	default:
 		rep.bad("ping/push neither delivered nor expired", 1, rec.ID)
 	}
@@ -240,6 +248,7 @@ func linearizability(h *history, kills []time.Time, fsync string, rep *report) {
 			continue
 		}
 		rep.LinFailures = append(rep.LinFailures, id)
+		rep.LinDetail = append(rep.LinDetail, describePartition(h, id)...)
 	}
 	if res == porcupine.Unknown {
 		rep.bad("linearizability check timed out", 1, "")
@@ -261,4 +270,25 @@ func ackedBeforeKill(h *history, id string, kills []time.Time) bool {
 		}
 	}
 	return false
+}
+
+// describePartition lists one request's operations, for the report of a
+// history the checker rejected.
+func describePartition(h *history, id string) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var ops []histOp
+	for _, o := range h.ops {
+		if o.ID == id {
+			ops = append(ops, o)
+		}
+	}
+	sort.Slice(ops, func(i, j int) bool { return ops[i].Call.Before(ops[j].Call) })
+	out := []string{"request " + id + ":"}
+	for _, o := range ops {
+		out = append(out, fmt.Sprintf("  %s..%s c%d %s kind=%s dec=%s jti=%.8s -> %s by=%s jti=%.8s dj=%.8s",
+			o.Call.Format("15:04:05.000"), o.Ret.Format("15:04:05.000"), o.Client, o.In.Op, o.In.Kind, o.In.Decision,
+			o.In.JTI, o.Out.Out, o.Out.By, o.Out.JTI, o.Out.DJ))
+	}
+	return out
 }

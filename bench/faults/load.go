@@ -364,7 +364,13 @@ func (l *load) notifyFlow(ctx context.Context, n int, mode string) {
 	if rec == nil {
 		return
 	}
-	for ctx.Err() == nil && len(l.rc.deliveries(rec.ID)) == 0 && time.Now().Before(rec.ExpiresAt.Add(5*time.Second)) {
+	// A ping agent polls anyway shortly before the expiry (CIBA Core
+	// §10.2 lets it), so a lost ping does not cost its token.
+	until := rec.ExpiresAt.Add(5 * time.Second)
+	if mode == "ping" {
+		until = rec.ExpiresAt.Add(-3 * time.Second)
+	}
+	for ctx.Err() == nil && len(l.rc.deliveries(rec.ID)) == 0 && time.Now().Before(until) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if mode == "ping" {

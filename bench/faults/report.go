@@ -95,6 +95,7 @@ func printReport(r *report) {
 	section("sabotaged callbacks", r.Sabotaged)
 	section("outcomes", r.Info)
 	section("BAD (must all be 0)", r.Bad)
+	section("excused under everysec (a write acknowledged < 2 s before the Redis kill -9)", r.Excused)
 	for _, f := range r.Faults {
 		fmt.Printf("fault %-45s lasted %.1fs, recovered %.2fs after; calls %v %s\n", f.Name, f.Seconds, f.RecoverSeconds, f.Calls, f.Note)
 		for _, k := range sortedKeys(f.Failures) {

@@ -71,7 +71,7 @@ func (c *cluster) verify(l *load, phones []*handset, rep *report) error {
 	}
 	for id, evs := range au.issued {
 		if len(evs) > 1 {
-			rep.bad("tokens issued twice for one auth_req_id (audit)", 1, id)
+			rep.badReq(id, "tokens issued twice for one auth_req_id (audit)", id)
 		}
 	}
 	return nil
@@ -96,7 +96,7 @@ func (c *cluster) checkTokens(rec *reqRecord, rc *receiver, au *audited, keys ma
 	for _, tok := range tokensOf(rec, rc) {
 		cl, err := verifyToken(tok, keys)
 		if err != nil {
-			rep.bad("tokens with a bad signature", 1, rec.ID+": "+err.Error())
+			rep.badReq(rec.ID, "tokens with a bad signature", rec.ID+": "+err.Error())
 			continue
 		}
 		rep.Tokens++
@@ -106,18 +106,18 @@ func (c *cluster) checkTokens(rec *reqRecord, rc *receiver, au *audited, keys ma
 		by, _ := ap["by"].(string)
 		dj, _ := ap["decision_jti"].(string)
 		if !approvalValid(rec, by, dj, au, ds) {
-			rep.bad("tokens without a policy path or a valid device decision", 1, rec.ID+" by="+by+" kind="+rec.Kind)
+			rep.badReq(rec.ID, "tokens without a policy path or a valid device decision", rec.ID+" by="+by+" kind="+rec.Kind)
 		}
 		found := false
 		for _, e := range au.issued[rec.ID] {
 			found = found || e.TokenJTI == jti
 		}
 		if !found {
-			rep.bad("tokens without a token.issued audit event", 1, rec.ID)
+			rep.badReq(rec.ID, "tokens without a token.issued audit event", rec.ID)
 		}
 	}
 	if len(jtis) > 1 {
-		rep.bad("tokens issued twice for one auth_req_id (client)", 1, rec.ID)
+		rep.badReq(rec.ID, "tokens issued twice for one auth_req_id (client)", rec.ID)
 	}
 }
 
@@ -148,10 +148,12 @@ func checkDecisions(rec *reqRecord, au *audited, ds []decisionRec, rep *report) 
 			continue
 		}
 		if !au.decisions[rec.ID+"/"+d.JTI] {
-			rep.bad("acknowledged decisions missing after the run", 1, rec.ID+" "+d.Decision)
+			rep.badReq(rec.ID, "acknowledged decisions missing after the run", rec.ID+" "+d.Decision)
+		} else if len(rep.kills) > 0 && d.At.Before(rep.kills[0]) {
+			rep.Info["decisions acknowledged before the Redis kill -9, present after it"]++
 		}
 		if d.Decision == "deny" && len(rec.Tokens) > 0 {
-			rep.bad("tokens released after an acknowledged denial", 1, rec.ID)
+			rep.badReq(rec.ID, "tokens released after an acknowledged denial", rec.ID)
 		}
 	}
 }
@@ -175,7 +177,7 @@ func checkApprovedKept(rec *reqRecord, au *audited, ds []decisionRec, rep *repor
 	case has(rec.Finals, outExpired):
 		rep.Info["approved, expired before a poll got through"]++
 	default:
-		rep.bad("approved requests lost", 1, rec.ID+" "+strings.Join(rec.Finals, ","))
+		rep.badReq(rec.ID, "approved requests lost", rec.ID+" "+strings.Join(rec.Finals, ","))
 	}
 }
 
@@ -203,7 +205,7 @@ func checkNotified(rec *reqRecord, rc *receiver, au *audited, rep *report) {
 		rep.Info[fmt.Sprintf("%s not delivered: %s %s, %d failed attempts, audit issued=%d approved=%d denied=%d", rec.Mode,
 			rec.Kind, rec.Plan, failed, len(au.issued[rec.ID]), len(au.approved[rec.ID]), len(au.denied[rec.ID]))]++
 	default:
-		rep.bad("ping/push neither delivered nor expired", 1, rec.ID)
+		rep.badReq(rec.ID, "ping/push neither delivered nor expired", rec.ID)
 	}
 }
 
@@ -220,7 +222,7 @@ func has(xs []string, x string) bool {
 // request whose last acknowledged write came within 2 s before a Redis
 // kill -9 may legitimately lose it (AOF fsyncs once a second), so its
 // failure is reported apart; under always nothing is excused.
-func linearizability(h *history, kills []time.Time, fsync string, rep *report) {
+func linearizability(h *history, rep *report) {
 	ops := h.operations()
 	known := map[string]bool{}
 	for _, op := range ops {
@@ -243,7 +245,7 @@ func linearizability(h *history, kills []time.Time, fsync string, rep *report) {
 	rep.CheckSeconds = time.Since(t0).Seconds()
 	rep.Linearizable = string(res)
 	for _, id := range bad {
-		if fsync == "everysec" && ackedBeforeKill(h, id, kills) {
+		if rep.excuse != nil && rep.excuse(id) {
 			rep.LinExcused = append(rep.LinExcused, id)
 			continue
 		}

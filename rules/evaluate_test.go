@@ -286,8 +286,13 @@ func TestEvaluateConcurrently(t *testing.T) {
 			if in.Signals.FirstTime {
 				want = PathContext
 			}
+			// A generous deadline: this test is about sharing a ruleset
+			// between goroutines, not about the time limit (-race on a
+			// busy machine can pass DefaultDeadline).
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
 			for range 100 {
-				if out := rs.Evaluate(in); out.Path != want {
+				if out := rs.EvaluateContext(ctx, in); out.Path != want {
 					t.Errorf("goroutine %d: path %s, want %s", g, out.Path, want)
 					return
 				}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -304,12 +305,20 @@ func TestOutageLogIsJSONAndBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.RedisURL, cfg.AdminToken, cfg.RequestTimeout = "redis://"+p.Addr, testAdminToken, outageTimeout
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Issuer = "http://" + ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := newNode(ctx, cfg, newLogger("info", logs), io.Discard, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(n.handler)
+	srv := httptest.NewUnstartedServer(n.handler)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
 	t.Cleanup(func() { srv.Close(); cancel(); n.close() })
 	tn := &testNode{node: n, t: t, URL: srv.URL}
 	// The outbox worker's loops start once its 16 streams exist.

@@ -124,6 +124,7 @@ type report struct {
 	Undelivered  []string          `json:"undelivered_callbacks,omitempty"`
 	LinDetail    []string          `json:"lin_failure_histories,omitempty"`
 	LinExcused   []string          `json:"lin_excused_everysec,omitempty"`
+	SelfCheck    string            `json:"lin_self_check"`
 	CheckSeconds float64           `json:"lin_check_seconds"`
 	RedisAOF     map[string]string `json:"redis_persistence"`
 	Problems     []string          `json:"problems,omitempty"`

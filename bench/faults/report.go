@@ -104,6 +104,7 @@ func printReport(r *report) {
 	}
 	fmt.Printf("audit chain: ok=%v, %d events verified\n", r.AuditOK, r.AuditChecked)
 	fmt.Printf("linearizable: %s (%.1fs); failures %v; excused under everysec %v\n", r.Linearizable, r.CheckSeconds, r.LinFailures, r.LinExcused)
+	fmt.Printf("checker self-check: %s\n", r.SelfCheck)
 	fmt.Printf("redis: %v\n", r.RedisAOF)
 	for _, l := range r.Undelivered {
 		fmt.Println("undelivered:", l)

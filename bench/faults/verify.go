@@ -252,6 +252,10 @@ func linearizability(h *history, rep *report) {
 		rep.LinFailures = append(rep.LinFailures, id)
 		rep.LinDetail = append(rep.LinDetail, describePartition(h, id)...)
 	}
+	rep.SelfCheck = doctoredRejected(keep)
+	if !strings.HasPrefix(rep.SelfCheck, "rejected") {
+		rep.bad("the checker accepted a doctored copy of the run's history", 1, rep.SelfCheck)
+	}
 	if res == porcupine.Unknown {
 		rep.bad("linearizability check timed out", 1, "")
 	}
@@ -293,4 +297,35 @@ func describePartition(h *history, id string) []string {
 			o.In.JTI, o.Out.Out, o.Out.By, o.Out.JTI, o.Out.DJ))
 	}
 	return out
+}
+
+// doctoredRejected shows the check is live on this run's own data: it
+// copies the history of the first request that got a token by polling,
+// adds a second poll after the end answered with another token, and
+// expects porcupine to reject that copy.
+func doctoredRejected(ops []porcupine.Operation) string {
+	for _, part := range partitionByRequest(ops) {
+		var last int64
+		var tok *porcupine.Operation
+		for i := range part {
+			last = max(last, part[i].Return)
+			if out := part[i].Output.(linOutput); out.Out == outToken && part[i].Input.(linInput).Op == opPoll {
+				tok = &part[i]
+			}
+		}
+		if tok == nil {
+			continue
+		}
+		bad := append([]porcupine.Operation(nil), part...)
+		out := tok.Output.(linOutput)
+		out.JTI += "-second"
+		in := tok.Input.(linInput)
+		in.Ret = last + 2
+		bad = append(bad, porcupine.Operation{ClientId: tok.ClientId, Input: in, Output: out, Call: last + 1, Return: last + 2, Metadata: tok.Metadata})
+		if porcupine.CheckOperations(lifecycleModel(), bad) {
+			return "ACCEPTED a second token for " + tok.Metadata.(string)
+		}
+		return "rejected a second token added to the history of " + tok.Metadata.(string)
+	}
+	return "no request got a token by polling"
 }

@@ -429,10 +429,7 @@ func (s *Service) startApproval(ctx context.Context, call *pepCall, ev evaluatio
 	if err := checkBindingMessage(bm); err != nil {
 		return evalError(400, "context.binding_message: %s", err.(*oauth.Error).Description).Context, nil
 	}
-	mode := pep.DeliveryMode
-	if mode == "" {
-		mode = ModePoll
-	}
+	mode := deliveryMode(pep)
 	token, _ := ev.Context["client_notification_token"].(string)
 	if mode != ModePoll && (token == "" || len(token) > 1024 || !isTokenChars(token)) {
 		return evalError(400, "context.client_notification_token is required for %s clients", mode).Context, nil
@@ -452,15 +449,11 @@ func (s *Service) startApproval(ctx context.Context, call *pepCall, ev evaluatio
 	}
 	riskJSON, _ := json.Marshal(d.Outcome)
 	req := store.Request{ID: id, ClientID: pep.ID, UserID: user.ID, Scope: "openid", BindingMessage: bm,
-		AuthorizationDetails: evaluationJSON(ev), DeliveryMode: mode, NotificationToken: token, Risk: riskJSON,
+		AuthorizationDetails: evaluationJSON(ev), DeliveryMode: string(mode), NotificationToken: token, Risk: riskJSON,
 		Path: d.Path, IP: call.in.IP, CreatedAt: call.now, ExpiresAt: call.now.Add(expiry)}
 	event.Type, event.RequestID = "risk.decision", id
 	nr := store.NewRequest{Request: req, State: store.Pending, Limits: s.cfg.Limits, Interval: s.cfg.PollInterval,
-		Events: []store.Event{event}}
-	if s.Devices != nil {
-		// The push is written with the request (the durable outbox).
-		nr.Outbox = &store.Outbox{RequestID: id, Kind: kindDevice}
-	}
+		Events: []store.Event{event}, Outbox: s.devicePush(id)}
 	if err := s.db.CreateRequest(ctx, nr); err != nil {
 		_ = s.db.ForgetApproval(ctx, user.ID, key)
 		var le *store.LimitError
@@ -474,7 +467,7 @@ func (s *Service) startApproval(ctx context.Context, call *pepCall, ev evaluatio
 
 // stillWaiting reports the approval of an earlier request for the same
 // evaluation while it is pending (or still being stored by another call).
-func (s *Service) stillWaiting(ctx context.Context, id, mode string, now time.Time) (map[string]any, bool, error) {
+func (s *Service) stillWaiting(ctx context.Context, id string, mode DeliveryMode, now time.Time) (map[string]any, bool, error) {
 	rs, err := s.db.RequestByID(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, false, nil
@@ -489,7 +482,7 @@ func (s *Service) stillWaiting(ctx context.Context, id, mode string, now time.Ti
 	return map[string]any{"approval": approvalOf(id, left, mode, s.cfg.PollInterval)}, true, nil
 }
 
-func approvalOf(id string, expiresIn int, mode string, interval int) map[string]any {
+func approvalOf(id string, expiresIn int, mode DeliveryMode, interval int) map[string]any {
 	a := map[string]any{"auth_req_id": id, "expires_in": expiresIn}
 	if mode != ModePush {
 		a["interval"] = interval

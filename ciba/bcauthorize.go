@@ -37,12 +37,24 @@ type AuthorizeResponse struct {
 	Interval  *int   `json:"interval,omitempty"`
 }
 
+// DeliveryMode is a client's token delivery mode (CIBA Core §5); its
+// values are the registration metadata's backchannel_token_delivery_mode.
+type DeliveryMode string
+
 // Delivery modes (CIBA Core §5).
 const (
-	ModePoll = "poll"
-	ModePing = "ping"
-	ModePush = "push"
+	ModePoll DeliveryMode = "poll"
+	ModePing DeliveryMode = "ping"
+	ModePush DeliveryMode = "push"
 )
+
+// deliveryMode is the client's registered mode; poll when it registered none.
+func deliveryMode(cl *store.Client) DeliveryMode {
+	if cl.DeliveryMode == "" {
+		return ModePoll
+	}
+	return DeliveryMode(cl.DeliveryMode)
+}
 
 // params are the authentication request parameters after a signed
 // request object, if any, has been unpacked.
@@ -55,6 +67,21 @@ type params struct {
 	has                                           map[string]bool
 }
 
+// authorizeRequest is a /bc-authorize request as it goes through the
+// steps: decoded, then validated, then resolved to its user.
+type authorizeRequest struct {
+	in      AuthorizeInput
+	client  *store.Client
+	lookup  store.Lookup
+	hint    string // the normalised form login_hint the lookup used
+	p       params
+	scopes  []string
+	expiry  time.Duration
+	details []rar.Detail
+	mode    DeliveryMode
+	user    *store.User
+}
+
 // BackchannelAuthorize runs CIBA Core §7: authenticate, validate, resolve
 // the user, assess the risk, and store the request.
 //
@@ -64,40 +91,101 @@ type params struct {
 func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (_ *AuthorizeResponse, err error) {
 	who := &refusal{typ: "request.refused", endpoint: "bc_authorize", ip: in.IP}
 	defer func() { err = s.refused(ctx, who, err) }()
-	hint := ""
+	r, ctx, err := s.decodeAuthorize(ctx, in, who)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.validateAuthorize(r); err != nil {
+		return nil, err
+	}
+	if err := s.resolveAuthorizeUser(ctx, r, who); err != nil {
+		return nil, err
+	}
+	now := s.Now()
+	x := s.ruleInput(r.client, r.user, r.scopes, r.details, r.p, r.expiry, in, now)
+	d := s.engine.Assess(ctx, x)
+	return s.persistAuthorize(ctx, r, x, d, now, who)
+}
+
+// decodeAuthorize authenticates the client, with the user and signals of
+// a form login_hint read in the same round trip, and reads the parameters.
+func (s *Service) decodeAuthorize(ctx context.Context, in AuthorizeInput, who *refusal) (*authorizeRequest, context.Context, error) {
+	r := &authorizeRequest{in: in}
 	if in.Form.Get("request") == "" {
-		hint = normalizeHint(in.Form.Get("login_hint"))
+		r.hint = normalizeHint(in.Form.Get("login_hint"))
 	}
 	names := s.engine.Active().Signals()
-	lk, err := s.db.LookupAuthorize(ctx, in.Credentials.ClientID, hint, names, s.Now())
+	lk, err := s.db.LookupAuthorize(ctx, in.Credentials.ClientID, r.hint, names, s.Now())
 	if err != nil {
-		return nil, err
+		return nil, ctx, err
 	}
-	cl, err := s.verifyClient(ctx, in.Credentials, lk.Client, in.Endpoint)
-	if err != nil {
-		return nil, err
+	r.lookup = lk
+	if r.client, err = s.verifyClient(ctx, in.Credentials, lk.Client, in.Endpoint); err != nil {
+		return nil, ctx, err
 	}
-	who.agent = cl.ID
+	who.agent = r.client.ID
 	if lk.SignalsFor != "" {
-		ctx = withPrefetched(ctx, &prefetched{client: cl.ID, user: lk.SignalsFor, names: names, signals: lk.Signals})
+		ctx = withPrefetched(ctx, &prefetched{client: r.client.ID, user: lk.SignalsFor, names: names, signals: lk.Signals})
 	}
-	// CIBA Core §13: a client not registered for the CIBA grant.
+	if err := checkCIBAGrant(r.client); err != nil {
+		return nil, ctx, err
+	}
+	if r.p, err = s.readParams(ctx, r.client, in.Form); err != nil {
+		return nil, ctx, err
+	}
+	r.scopes = strings.Fields(r.p.scope)
+	r.mode = deliveryMode(r.client)
+	return r, ctx, nil
+}
+
+// validateAuthorize runs the stateless rules of CIBA Core §7.1, in order.
+func (s *Service) validateAuthorize(r *authorizeRequest) error {
+	if err := checkScope(r.scopes, r.client); err != nil {
+		return err
+	}
+	if err := checkOneHint(r.p); err != nil {
+		return err
+	}
+	if r.p.has["binding_message"] {
+		if err := checkBindingMessage(r.p.bindingMessage); err != nil {
+			return err
+		}
+	}
+	var err error
+	if r.expiry, err = s.requestedExpiry(r.p); err != nil {
+		return err
+	}
+	if r.p.has["authorization_details"] {
+		if r.details, err = rar.Parse(r.p.details); err != nil {
+			return err
+		}
+	}
+	return checkNotificationToken(r.mode, r.p.notificationToken)
+}
+
+// checkCIBAGrant: CIBA Core §13, unauthorized_client for a client not
+// registered for the CIBA grant.
+func checkCIBAGrant(cl *store.Client) error {
 	if !hasGrant(cl, oauth.GrantCIBA) {
-		return nil, oauth.New(oauth.UnauthorizedClient, "client is not registered for the CIBA grant")
+		return oauth.New(oauth.UnauthorizedClient, "client is not registered for the CIBA grant")
 	}
-	p, err := s.readParams(ctx, cl, in.Form)
-	if err != nil {
-		return nil, err
-	}
-	scopes := strings.Fields(p.scope)
-	// CIBA Core §7.1: scope is required and must contain openid.
+	return nil
+}
+
+// checkScope: CIBA Core §7.1, scope is required and must contain openid;
+// RFC 6749 §3.3, invalid_scope for a scope the client may not ask for.
+func checkScope(scopes []string, cl *store.Client) error {
 	if !contains(scopes, "openid") {
-		return nil, oauth.New(oauth.InvalidRequest, "scope must contain openid")
+		return oauth.New(oauth.InvalidRequest, "scope must contain openid")
 	}
 	if bad := outside(scopes, cl.Scope); bad != "" {
-		return nil, oauth.New(oauth.InvalidScope, "scope %q is not allowed for this client", bad)
+		return oauth.New(oauth.InvalidScope, "scope %q is not allowed for this client", bad)
 	}
-	// CIBA Core §7.1: exactly one of the hints.
+	return nil
+}
+
+// checkOneHint: CIBA Core §7.1, exactly one of the hints.
+func checkOneHint(p params) error {
 	n := 0
 	for _, h := range []string{p.loginHint, p.idTokenHint, p.loginHintToken} {
 		if h != "" {
@@ -105,91 +193,78 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 		}
 	}
 	if n != 1 {
-		return nil, oauth.New(oauth.InvalidRequest, "exactly one of login_hint, id_token_hint and login_hint_token is required")
+		return oauth.New(oauth.InvalidRequest, "exactly one of login_hint, id_token_hint and login_hint_token is required")
 	}
-	if p.has["binding_message"] {
-		if err := checkBindingMessage(p.bindingMessage); err != nil {
-			return nil, err
-		}
-	}
-	expiry := s.cfg.DefaultExpiry
-	if p.has["requested_expiry"] {
-		// CIBA Core §7.1: a positive integer of seconds; we clamp to the maximum.
-		n, err := strconv.Atoi(p.requestedExpiry)
-		if err != nil || n <= 0 {
-			return nil, oauth.New(oauth.InvalidRequest, "requested_expiry must be a positive integer of seconds")
-		}
-		expiry = min(time.Duration(n)*time.Second, s.cfg.MaxExpiry)
-	}
-	var details []rar.Detail
-	if p.has["authorization_details"] {
-		if details, err = rar.Parse(p.details); err != nil {
-			return nil, err
-		}
-	}
-	mode := cl.DeliveryMode
-	if mode == "" {
-		mode = ModePoll
-	}
-	if mode != ModePoll {
-		// CIBA Core §7.1: required for ping and push clients.
-		if p.notificationToken == "" {
-			return nil, oauth.New(oauth.InvalidRequest, "client_notification_token is required for %s clients", mode)
-		}
-		if len(p.notificationToken) > 1024 || !isTokenChars(p.notificationToken) {
-			return nil, oauth.New(oauth.InvalidRequest, "client_notification_token must be at most 1024 token characters (RFC 6750 §2.1)")
-		}
-	}
-	var known *store.User
-	if hint != "" && p.loginHint != "" && normalizeHint(p.loginHint) == hint {
-		known = lk.User
-	}
-	user, err := s.resolveUser(ctx, cl, p, known)
-	if err != nil {
-		return nil, err
-	}
-	who.user = user.ID
-	// CIBA Core §7.1: user_code when the client registered for it.
-	if cl.UserCodeParameter {
-		if p.userCode == "" {
-			return nil, oauth.New(oauth.MissingUserCode, "user_code is required")
-		}
-		want, _ := user.Attributes["user_code"].(string)
-		if want == "" || subtle.ConstantTimeCompare([]byte(want), []byte(p.userCode)) != 1 {
-			return nil, oauth.New(oauth.InvalidUserCode, "user_code is not valid")
-		}
-	}
-	amount := rar.Amount(details)
-	if err := checkMayAct(user, cl.ID, scopes, amount); err != nil {
-		return nil, err
-	}
+	return nil
+}
 
-	now := s.Now()
-	id := store.NewShardedID(store.ShardOf(user.ID))
-	in2 := s.ruleInput(cl, user, scopes, details, p, expiry, in, now)
-	d := s.engine.Assess(ctx, in2)
-	adJSON, _ := json.Marshal(details)
-	if len(details) == 0 {
-		adJSON = nil
+// requestedExpiry: CIBA Core §7.1, a positive integer of seconds; we clamp
+// to the maximum.
+func (s *Service) requestedExpiry(p params) (time.Duration, error) {
+	if !p.has["requested_expiry"] {
+		return s.cfg.DefaultExpiry, nil
 	}
-	riskJSON, _ := json.Marshal(d.Outcome)
-	inputJSON, _ := json.Marshal(in2)
-	req := store.Request{
-		ID: id, ClientID: cl.ID, UserID: user.ID, Scope: strings.Join(scopes, " "),
-		BindingMessage: p.bindingMessage, AuthorizationDetails: adJSON, ACRValues: p.acrValues,
-		DeliveryMode: mode, NotificationToken: p.notificationToken, Risk: riskJSON, Path: d.Path,
-		Amount: amount, IP: in.IP, CreatedAt: now, ExpiresAt: now.Add(expiry),
+	n, err := strconv.Atoi(p.requestedExpiry)
+	if err != nil || n <= 0 {
+		return 0, oauth.New(oauth.InvalidRequest, "requested_expiry must be a positive integer of seconds")
 	}
-	ev := store.Event{At: now, Type: "risk.decision", RequestID: id, User: user.ID, Agent: cl.ID,
-		Actors: []string{cl.ID}, Action: adJSON, Risk: riskJSON, Input: inputJSON, Path: d.Path, IP: in.IP}
-	nr := store.NewRequest{Request: req, Events: []store.Event{ev}}
-	resp := &AuthorizeResponse{AuthReqID: id, ExpiresIn: int(expiry / time.Second)}
-	// CIBA Core §7.3: interval is a positive number of seconds. A request
-	// decided here asks for 1 s (the first poll gets the token); strict
-	// clients (openid-client) refuse 0.
-	interval := decidedInterval
-	switch d.Path {
-	case rules.PathDeny:
+	return min(time.Duration(n)*time.Second, s.cfg.MaxExpiry), nil
+}
+
+// checkNotificationToken: CIBA Core §7.1, client_notification_token is
+// required for ping and push clients; RFC 6750 §2.1 token characters.
+func checkNotificationToken(mode DeliveryMode, tok string) error {
+	if mode == ModePoll {
+		return nil
+	}
+	if tok == "" {
+		return oauth.New(oauth.InvalidRequest, "client_notification_token is required for %s clients", mode)
+	}
+	if len(tok) > 1024 || !isTokenChars(tok) {
+		return oauth.New(oauth.InvalidRequest, "client_notification_token must be at most 1024 token characters (RFC 6750 §2.1)")
+	}
+	return nil
+}
+
+// resolveAuthorizeUser finds the hinted user (the one the lookup read when
+// the form's login_hint named it), then checks user_code and may_act.
+func (s *Service) resolveAuthorizeUser(ctx context.Context, r *authorizeRequest, who *refusal) error {
+	var known *store.User
+	if r.hint != "" && r.p.loginHint != "" && normalizeHint(r.p.loginHint) == r.hint {
+		known = r.lookup.User
+	}
+	user, err := s.resolveUser(ctx, r.client, r.p, known)
+	if err != nil {
+		return err
+	}
+	r.user, who.user = user, user.ID
+	if err := checkUserCode(r.client, user, r.p.userCode); err != nil {
+		return err
+	}
+	return checkMayAct(user, r.client.ID, r.scopes, rar.Amount(r.details))
+}
+
+// checkUserCode: CIBA Core §7.1, user_code when the client registered for
+// it (§13 missing_user_code, invalid_user_code); compared in constant time.
+func checkUserCode(cl *store.Client, u *store.User, code string) error {
+	if !cl.UserCodeParameter {
+		return nil
+	}
+	if code == "" {
+		return oauth.New(oauth.MissingUserCode, "user_code is required")
+	}
+	want, _ := u.Attributes["user_code"].(string)
+	if want == "" || subtle.ConstantTimeCompare([]byte(want), []byte(code)) != 1 {
+		return oauth.New(oauth.InvalidUserCode, "user_code is not valid")
+	}
+	return nil
+}
+
+// persistAuthorize stores the assessed request: refused (access_denied),
+// approved by policy or context, or pending for the user's phone.
+func (s *Service) persistAuthorize(ctx context.Context, r *authorizeRequest, x *rules.Input, d risk.Decision, now time.Time, who *refusal) (*AuthorizeResponse, error) {
+	nr, req := s.newAuthorizeRequest(r, x, d, now)
+	if d.Path == rules.PathDeny {
 		nr.State = store.Denied
 		nr.Events[0].Type = "request.denied"
 		if err := s.db.CreateRequest(ctx, nr); err != nil {
@@ -198,31 +273,10 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 		who.audited = true // request.denied
 		s.observe(d)
 		return nil, oauth.New(oauth.AccessDenied, "refused by policy: %s", denyReason(d))
-	case rules.PathPolicy, rules.PathContext:
-		nr.State = store.Approved
-		grant := store.NewID()
-		nr.Approval = &store.Approval{By: d.Path, Rules: ruleIDs(d), GrantID: grant, At: now}
-		nr.Grant = s.grantFor(&req, grant)
-		nr.Events = append(nr.Events, store.Event{At: now, Type: "request.approved", RequestID: id, GrantID: grant,
-			User: user.ID, Agent: cl.ID, Actors: []string{cl.ID}, Path: d.Path})
-		var issued *store.Event
-		if nr.Outbox, issued, err = s.outboxFor(&req, nr.Approval); err != nil {
-			return nil, err
-		}
-		if issued != nil {
-			nr.Events = append(nr.Events, *issued)
-		}
-	default:
-		nr.State = store.Pending
-		nr.Limits = s.cfg.Limits
-		interval = s.cfg.PollInterval
-		if s.Devices != nil {
-			// The push to the user's devices is written with the request:
-			// any node's worker sends it, even if this node dies now.
-			nr.Outbox = &store.Outbox{RequestID: id, Kind: kindDevice}
-		}
 	}
-	nr.Interval = interval
+	if err := s.decideAtAuthorize(&nr, req, d, now); err != nil {
+		return nil, err
+	}
 	if err := s.db.CreateRequest(ctx, nr); err != nil {
 		var le *store.LimitError
 		if errors.As(err, &le) {
@@ -231,10 +285,77 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 		return nil, err
 	}
 	s.observe(d)
-	if mode != ModePush {
+	resp := &AuthorizeResponse{AuthReqID: req.ID, ExpiresIn: int(r.expiry / time.Second)}
+	if r.mode != ModePush {
+		interval := nr.Interval
 		resp.Interval = &interval
 	}
 	return resp, nil
+}
+
+// newAuthorizeRequest is the request and its risk.decision event.
+func (s *Service) newAuthorizeRequest(r *authorizeRequest, x *rules.Input, d risk.Decision, now time.Time) (store.NewRequest, *store.Request) {
+	cl, user := r.client, r.user
+	id := store.NewShardedID(store.ShardOf(user.ID))
+	adJSON, _ := json.Marshal(r.details)
+	if len(r.details) == 0 {
+		adJSON = nil
+	}
+	riskJSON, _ := json.Marshal(d.Outcome)
+	inputJSON, _ := json.Marshal(x)
+	req := store.Request{
+		ID: id, ClientID: cl.ID, UserID: user.ID, Scope: strings.Join(r.scopes, " "),
+		BindingMessage: r.p.bindingMessage, AuthorizationDetails: adJSON, ACRValues: r.p.acrValues,
+		DeliveryMode: string(r.mode), NotificationToken: r.p.notificationToken, Risk: riskJSON, Path: d.Path,
+		Amount: rar.Amount(r.details), IP: r.in.IP, CreatedAt: now, ExpiresAt: now.Add(r.expiry),
+	}
+	ev := store.Event{At: now, Type: "risk.decision", RequestID: id, User: user.ID, Agent: cl.ID,
+		Actors: []string{cl.ID}, Action: adJSON, Risk: riskJSON, Input: inputJSON, Path: d.Path, IP: r.in.IP}
+	nr := store.NewRequest{Request: req, Events: []store.Event{ev}}
+	return nr, &nr.Request
+}
+
+// decideAtAuthorize sets the state of a request policy did not refuse:
+// approved by policy or context (with its grant and delivery), or pending
+// with the push to the user's devices written with it.
+func (s *Service) decideAtAuthorize(nr *store.NewRequest, req *store.Request, d risk.Decision, now time.Time) error {
+	// CIBA Core §7.3: interval is a positive number of seconds. A request
+	// decided here asks for 1 s (the first poll gets the token); strict
+	// clients (openid-client) refuse 0.
+	nr.Interval = decidedInterval
+	switch d.Path {
+	case rules.PathPolicy, rules.PathContext:
+		nr.State = store.Approved
+		grant := store.NewID()
+		nr.Approval = &store.Approval{By: d.Path, Rules: ruleIDs(d), GrantID: grant, At: now}
+		nr.Grant = s.grantFor(req, grant)
+		nr.Events = append(nr.Events, store.Event{At: now, Type: "request.approved", RequestID: req.ID, GrantID: grant,
+			User: req.UserID, Agent: req.ClientID, Actors: []string{req.ClientID}, Path: d.Path})
+		out, issued, err := s.outboxFor(req, nr.Approval)
+		if err != nil {
+			return err
+		}
+		nr.Outbox = out
+		if issued != nil {
+			nr.Events = append(nr.Events, *issued)
+		}
+	default:
+		nr.State = store.Pending
+		nr.Limits = s.cfg.Limits
+		nr.Interval = s.cfg.PollInterval
+		nr.Outbox = s.devicePush(req.ID)
+	}
+	return nil
+}
+
+// devicePush is the outbox entry of a request pending on the user's
+// phone: the push is written with the request, so any node's worker sends
+// it, even if this node dies now. Nil without push delivery configured.
+func (s *Service) devicePush(id string) *store.Outbox {
+	if s.Devices == nil {
+		return nil
+	}
+	return &store.Outbox{RequestID: id, Kind: kindDevice}
 }
 
 // decidedInterval is the interval, in seconds, of a request approved by

@@ -216,19 +216,7 @@ func (s *Service) view(ctx context.Context, rs *store.RequestState) RequestView 
 	if cl, err := s.db.Client(ctx, r.ClientID); err == nil {
 		v.Agent.ClientName, v.Agent.Owner = cl.Name, cl.Agent.Owner
 	}
-	var o struct {
-		Level string        `json:"level"`
-		Score int64         `json:"score"`
-		Rules []rules.Match `json:"rules"`
-	}
-	_ = json.Unmarshal(r.Risk, &o)
-	v.Risk = RiskView{Level: o.Level, Score: o.Score, Reasons: []RuleReason{}}
-	for _, m := range o.Rules {
-		v.Risk.Reasons = append(v.Risk.Reasons, RuleReason{Rule: m.ID, Reason: m.Reason})
-		if m.Decision == rules.DecisionRequireDevice || m.Error != "" || m.ID == rules.MatchACRDevice {
-			v.Risk.RequiredBy = append(v.Risk.RequiredBy, m.ID)
-		}
-	}
+	v.Risk = decodeRisk(r.Risk).view()
 	return v
 }
 
@@ -280,97 +268,24 @@ func (s *Service) Decide(ctx context.Context, dev *store.Device, id, decisionJWT
 	who := deviceRefusal(ctx, dev)
 	who.typ = "decision.refused"
 	defer func() { err = s.refused(ctx, who, err) }()
-	rs, err := s.db.RequestFor(ctx, id, dev.UserID)
-	if errors.Is(err, store.ErrNotFound) {
-		return oauth.New(oauth.NotFound, "no such request")
-	}
+	rs, err := s.pendingRequest(ctx, dev, id, who)
 	if err != nil {
 		return err
-	}
-	who.agent, who.request = rs.Request.ClientID, id
-	if rs.State != store.Pending {
-		return oauth.New(oauth.Conflict, "the request is already %s", rs.State)
-	}
-	pub, err := deviceKey(dev)
-	if err != nil {
-		return err
-	}
-	bad := func(format string, args ...any) error {
-		return oauth.New(oauth.InvalidRequest, "decision_jwt: "+format, args...)
-	}
-	var c decisionClaims
-	_, err = jwt.ParseWithClaims(decisionJWT, &c, func(*jwt.Token) (any, error) { return pub, nil },
-		jwt.WithValidMethods([]string{"ES256"}), jwt.WithTimeFunc(s.Now), jwt.WithAudience(s.cfg.Issuer),
-		jwt.WithIssuer(dev.ID), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(5*time.Second))
-	if err != nil {
-		return bad("%s", jwtProblem(err))
-	}
-	if c.IssuedAt == nil || c.ExpiresAt.Sub(c.IssuedAt.Time) > MaxDecisionJWTLifetime {
-		return bad("exp must be at most 5 minutes after iat")
-	}
-	if c.Req != id {
-		return bad("req does not name this request")
-	}
-	if c.Decision != "approve" && c.Decision != "deny" {
-		return bad("decision must be approve or deny")
 	}
 	r := rs.Request
-	// The device signs what it showed: binding message and details.
-	if c.BMHash != BMHash(r.BindingMessage) {
-		return bad("bm_hash does not match the binding message")
-	}
-	var details []rar.Detail
-	if len(r.AuthorizationDetails) > 0 {
-		if err := json.Unmarshal(r.AuthorizationDetails, &details); err != nil {
-			return err
-		}
-	}
-	if c.ADHash != rar.Hash(details) {
-		return bad("ad_hash does not match the authorization_details")
-	}
-	if c.ID == "" {
-		return bad("jti is required")
-	}
-	fresh, err := s.db.UseOnce(ctx, "decision", c.ID, c.ExpiresAt.Time)
+	c, err := s.decodeDecision(dev, decisionJWT)
 	if err != nil {
 		return err
 	}
-	if !fresh {
-		return bad("jti replayed")
+	if err := checkDecision(c, &r); err != nil {
+		return err
 	}
-	now := s.Now()
-	d := store.Decision{Approve: c.Decision == "approve"}
-	var issuedEv *store.Event
-	ev := store.Event{At: now, RequestID: id, User: r.UserID, Agent: r.ClientID, Actors: []string{r.ClientID},
-		Action: r.AuthorizationDetails, Risk: r.Risk, Path: "device", DeviceID: dev.ID, DecisionJWT: decisionJWT}
-	var riskRules []string
-	var o struct {
-		Rules []struct {
-			ID string `json:"id"`
-		} `json:"rules"`
+	if err := s.checkDecisionFresh(ctx, c); err != nil {
+		return err
 	}
-	_ = json.Unmarshal(r.Risk, &o)
-	for _, m := range o.Rules {
-		riskRules = append(riskRules, m.ID)
-	}
-	if d.Approve {
-		grant := store.NewID()
-		d.Approval = &store.Approval{By: "device", Rules: riskRules, DeviceID: dev.ID, DecisionJTI: c.ID,
-			DecisionJWT: decisionJWT, GrantID: grant, At: now}
-		ev.Type, ev.GrantID = "request.approved", grant
-		d.Grant = s.grantFor(&r, grant)
-		var issued *store.Event
-		if d.Outbox, issued, err = s.outboxFor(&r, d.Approval); err != nil {
-			return err
-		}
-		issuedEv = issued
-	} else {
-		ev.Type = "request.denied"
-		d.Outbox = s.outboxDenied(&r)
-	}
-	d.Events = []store.Event{ev}
-	if issuedEv != nil {
-		d.Events = append(d.Events, *issuedEv)
+	d, err := s.newDecision(&r, dev, c, decisionJWT)
+	if err != nil {
+		return err
 	}
 	switch err := s.db.Decide(ctx, &r, d); {
 	case errors.Is(err, store.ErrDecided):
@@ -380,6 +295,117 @@ func (s *Service) Decide(ctx context.Context, dev *store.Device, id, decisionJWT
 	default:
 		return err
 	}
+}
+
+// pendingRequest reads the device user's request id: 404 when it is not
+// theirs, 409 when it is no longer pending.
+func (s *Service) pendingRequest(ctx context.Context, dev *store.Device, id string, who *refusal) (*store.RequestState, error) {
+	rs, err := s.db.RequestFor(ctx, id, dev.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, oauth.New(oauth.NotFound, "no such request")
+	}
+	if err != nil {
+		return nil, err
+	}
+	who.agent, who.request = rs.Request.ClientID, id
+	if rs.State != store.Pending {
+		return nil, oauth.New(oauth.Conflict, "the request is already %s", rs.State)
+	}
+	return rs, nil
+}
+
+func badDecision(format string, args ...any) error {
+	return oauth.New(oauth.InvalidRequest, "decision_jwt: "+format, args...)
+}
+
+// decodeDecision verifies the decision JWT (docs/api.md): ES256 by the
+// device key, iss the device, aud the issuer, exp at most 5 minutes
+// after iat.
+func (s *Service) decodeDecision(dev *store.Device, decisionJWT string) (*decisionClaims, error) {
+	pub, err := deviceKey(dev)
+	if err != nil {
+		return nil, err
+	}
+	var c decisionClaims
+	_, err = jwt.ParseWithClaims(decisionJWT, &c, func(*jwt.Token) (any, error) { return pub, nil },
+		jwt.WithValidMethods([]string{"ES256"}), jwt.WithTimeFunc(s.Now), jwt.WithAudience(s.cfg.Issuer),
+		jwt.WithIssuer(dev.ID), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(5*time.Second))
+	if err != nil {
+		return nil, badDecision("%s", jwtProblem(err))
+	}
+	if c.IssuedAt == nil || c.ExpiresAt.Sub(c.IssuedAt.Time) > MaxDecisionJWTLifetime {
+		return nil, badDecision("exp must be at most 5 minutes after iat")
+	}
+	return &c, nil
+}
+
+// checkDecision: the decision names this request, says approve or deny,
+// and signs what the phone showed (bm_hash, ad_hash), so a decision made
+// on other text cannot approve this one.
+func checkDecision(c *decisionClaims, r *store.Request) error {
+	if c.Req != r.ID {
+		return badDecision("req does not name this request")
+	}
+	if c.Decision != "approve" && c.Decision != "deny" {
+		return badDecision("decision must be approve or deny")
+	}
+	if c.BMHash != BMHash(r.BindingMessage) {
+		return badDecision("bm_hash does not match the binding message")
+	}
+	var details []rar.Detail
+	if len(r.AuthorizationDetails) > 0 {
+		if err := json.Unmarshal(r.AuthorizationDetails, &details); err != nil {
+			return err
+		}
+	}
+	if c.ADHash != rar.Hash(details) {
+		return badDecision("ad_hash does not match the authorization_details")
+	}
+	return nil
+}
+
+// checkDecisionFresh: a decision's jti is required and used once.
+func (s *Service) checkDecisionFresh(ctx context.Context, c *decisionClaims) error {
+	if c.ID == "" {
+		return badDecision("jti is required")
+	}
+	fresh, err := s.db.UseOnce(ctx, "decision", c.ID, c.ExpiresAt.Time)
+	if err != nil {
+		return err
+	}
+	if !fresh {
+		return badDecision("jti replayed")
+	}
+	return nil
+}
+
+// newDecision is what a verified decision writes: the approval with its
+// grant and delivery, or the denial with its notification, and the audit.
+func (s *Service) newDecision(r *store.Request, dev *store.Device, c *decisionClaims, decisionJWT string) (store.Decision, error) {
+	now := s.Now()
+	d := store.Decision{Approve: c.Decision == "approve"}
+	ev := store.Event{At: now, RequestID: r.ID, User: r.UserID, Agent: r.ClientID, Actors: []string{r.ClientID},
+		Action: r.AuthorizationDetails, Risk: r.Risk, Path: rules.PathDevice, DeviceID: dev.ID, DecisionJWT: decisionJWT}
+	if !d.Approve {
+		ev.Type = "request.denied"
+		d.Outbox = s.outboxDenied(r)
+		d.Events = []store.Event{ev}
+		return d, nil
+	}
+	grant := store.NewID()
+	d.Approval = &store.Approval{By: rules.PathDevice, Rules: decodeRisk(r.Risk).ruleIDs(), DeviceID: dev.ID, DecisionJTI: c.ID,
+		DecisionJWT: decisionJWT, GrantID: grant, At: now}
+	ev.Type, ev.GrantID = "request.approved", grant
+	d.Grant = s.grantFor(r, grant)
+	out, issued, err := s.outboxFor(r, d.Approval)
+	if err != nil {
+		return d, err
+	}
+	d.Outbox, d.Events = out, []store.Event{ev}
+	if issued != nil {
+		d.Events = append(d.Events, *issued)
+	}
+	return d, nil
 }
 
 // UpdatePushSubscription replaces the device's push subscription.

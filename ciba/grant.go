@@ -12,6 +12,7 @@ import (
 	"github.com/countersign/countersign/ciba/rar"
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/ciba/token"
+	"github.com/countersign/countersign/rules"
 )
 
 // TokenInput is a decoded /token request.
@@ -108,7 +109,7 @@ func (s *Service) cibaGrant(ctx context.Context, cl *store.Client, in TokenInput
 		return nil, oauth.New(oauth.UnauthorizedClient, "client is not registered for the CIBA grant")
 	}
 	// CIBA Core §10.3: push clients get the token delivered, never by polling.
-	if cl.DeliveryMode == ModePush {
+	if deliveryMode(cl) == ModePush {
 		return nil, oauth.New(oauth.UnauthorizedClient, "push-mode clients receive tokens at their notification endpoint")
 	}
 	id := in.Form.Get("auth_req_id")
@@ -145,9 +146,9 @@ func (s *Service) cibaGrant(ctx context.Context, cl *store.Client, in TokenInput
 // ACR of an approval path.
 func acrOf(by string) string {
 	switch by {
-	case "device":
+	case rules.PathDevice:
 		return oauth.ACRDevice
-	case "context":
+	case rules.PathContext:
 		return oauth.ACRContext
 	}
 	return oauth.ACRPolicy

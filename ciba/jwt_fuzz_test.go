@@ -183,7 +183,7 @@ func FuzzDecisionJWT(f *testing.F) {
 	var req store.Request
 	pending := func(t testing.TB) {
 		req = store.Request{ID: store.NewShardedID(store.ShardOf("alice")), ClientID: "agent", UserID: "alice", Scope: "openid",
-			BindingMessage: "Pay ACME", DeliveryMode: ModePoll, Path: "device", CreatedAt: fuzzNow, ExpiresAt: fuzzNow.Add(5 * time.Minute)}
+			BindingMessage: "Pay ACME", DeliveryMode: string(ModePoll), Path: "device", CreatedAt: fuzzNow, ExpiresAt: fuzzNow.Add(5 * time.Minute)}
 		if err := fx.s.db.CreateRequest(ctx, store.NewRequest{Request: req, State: store.Pending, Interval: 5}); err != nil {
 			t.Fatal(err)
 		}

@@ -52,15 +52,37 @@ func (s *Service) readParams(ctx context.Context, cl *store.Client, form url.Val
 // requestObject verifies a signed authentication request (CIBA Core
 // §7.1.1). Every fault is invalid_request (§13).
 func (s *Service) requestObject(ctx context.Context, cl *store.Client, ro string) (params, error) {
-	bad := func(format string, args ...any) (params, error) {
-		return params{}, oauth.New(oauth.InvalidRequest, "request object: "+format, args...)
+	claims, err := s.parseRequestObject(cl, ro)
+	if err != nil {
+		return params{}, err
 	}
+	exp, err := checkRequestObjectTimes(claims)
+	if err != nil {
+		return params{}, err
+	}
+	if err := s.checkRequestObjectJTI(ctx, cl, claims, exp); err != nil {
+		return params{}, err
+	}
+	p, err := paramsOfClaims(claims)
+	if err != nil {
+		return params{}, badRequestObject("%v", err)
+	}
+	return p, nil
+}
+
+func badRequestObject(format string, args ...any) error {
+	return oauth.New(oauth.InvalidRequest, "request object: "+format, args...)
+}
+
+// parseRequestObject: CIBA Core §7.1.1, signed with the client's
+// registered alg and key, iss the client, aud the issuer, exp required.
+func (s *Service) parseRequestObject(cl *store.Client, ro string) (jwt.MapClaims, error) {
 	if cl.RequestSigningAlg == "" {
-		return bad("this client has not registered backchannel_authentication_request_signing_alg")
+		return nil, badRequestObject("this client has not registered backchannel_authentication_request_signing_alg")
 	}
 	keys, err := clientauth.ParseJWKS(cl.JWKS)
 	if err != nil || len(keys) == 0 {
-		return bad("the client has no usable registered keys")
+		return nil, badRequestObject("the client has no usable registered keys")
 	}
 	claims := jwt.MapClaims{}
 	_, err = jwt.ParseWithClaims(ro, claims, keys.Keyfunc(),
@@ -71,71 +93,89 @@ func (s *Service) requestObject(ctx context.Context, cl *store.Client, ro string
 		// into the token exactly as signed, not rounded through float64.
 		jwt.WithJSONNumber())
 	if err != nil {
-		return bad("%s", jwtProblem(err))
+		return nil, badRequestObject("%s", jwtProblem(err))
 	}
-	// §7.1.1: iat, nbf, exp and jti are all required.
+	return claims, nil
+}
+
+// checkRequestObjectTimes: CIBA Core §7.1.1, iat and nbf are required;
+// FAPI-CIBA §5.2.2, exp at most 60 minutes after iat and nbf.
+func checkRequestObjectTimes(claims jwt.MapClaims) (time.Time, error) {
 	exp, _ := claims.GetExpirationTime()
 	iat, _ := claims.GetIssuedAt()
 	nbf, _ := claims.GetNotBefore()
 	if iat == nil || nbf == nil {
-		return bad("iat and nbf are required")
+		return time.Time{}, badRequestObject("iat and nbf are required")
 	}
 	if exp.Sub(iat.Time) > MaxRequestObjectLifetime || exp.Sub(nbf.Time) > MaxRequestObjectLifetime {
-		return bad("lifetime over %s", MaxRequestObjectLifetime)
+		return time.Time{}, badRequestObject("lifetime over %s", MaxRequestObjectLifetime)
 	}
+	return exp.Time, nil
+}
+
+// checkRequestObjectJTI: CIBA Core §7.1.1, jti is required; we use each
+// once per client until the object expires.
+func (s *Service) checkRequestObjectJTI(ctx context.Context, cl *store.Client, claims jwt.MapClaims, exp time.Time) error {
 	jti, _ := claims["jti"].(string)
 	if jti == "" {
-		return bad("jti is required")
+		return badRequestObject("jti is required")
 	}
-	fresh, err := s.db.UseOnce(ctx, "request:"+cl.ID, jti, exp.Time)
+	fresh, err := s.db.UseOnce(ctx, "request:"+cl.ID, jti, exp)
 	if err != nil {
-		return params{}, err
+		return err
 	}
 	if !fresh {
-		return bad("jti was already used")
+		return badRequestObject("jti was already used")
 	}
+	return nil
+}
+
+// paramsOfClaims reads the authentication request parameters from a
+// verified request object's claims.
+func paramsOfClaims(claims jwt.MapClaims) (params, error) {
 	p := params{has: map[string]bool{}}
-	str := func(name string) (string, error) {
-		v, ok := claims[name]
-		if !ok {
-			return "", nil
-		}
-		p.has[name] = true
-		switch x := v.(type) {
-		case string:
-			return x, nil
-		case json.Number:
-			// requested_expiry may be a JSON number (CIBA Core §7.1.1).
-			if name == "requested_expiry" {
-				n, err := x.Int64()
-				if err != nil {
-					return "", fmt.Errorf("requested_expiry must be an integer")
-				}
-				return strconv.FormatInt(n, 10), nil
-			}
-		case []any:
-			if name == "authorization_details" {
-				b, _ := json.Marshal(x)
-				return string(b), nil
-			}
-		}
-		return "", fmt.Errorf("%s has the wrong type", name)
-	}
+	var acr string
 	fields := map[string]*string{"scope": &p.scope, "login_hint": &p.loginHint, "id_token_hint": &p.idTokenHint,
 		"login_hint_token": &p.loginHintToken, "binding_message": &p.bindingMessage, "user_code": &p.userCode,
 		"client_notification_token": &p.notificationToken, "requested_expiry": &p.requestedExpiry,
-		"authorization_details": &p.details}
-	var acr string
-	fields["acr_values"] = &acr
+		"authorization_details": &p.details, "acr_values": &acr}
 	for name, dst := range fields {
-		v, err := str(name)
-		if err != nil {
-			return bad("%v", err)
+		v, ok := claims[name]
+		if !ok {
+			continue
 		}
-		*dst = v
+		p.has[name] = true
+		s, err := claimString(name, v)
+		if err != nil {
+			return params{}, err
+		}
+		*dst = s
 	}
 	p.acrValues = strings.Fields(acr)
 	return p, nil
+}
+
+// claimString is a request object parameter as the form would carry it.
+func claimString(name string, v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case json.Number:
+		// CIBA Core §7.1.1: requested_expiry may be a JSON number.
+		if name == "requested_expiry" {
+			n, err := x.Int64()
+			if err != nil {
+				return "", fmt.Errorf("requested_expiry must be an integer")
+			}
+			return strconv.FormatInt(n, 10), nil
+		}
+	case []any:
+		if name == "authorization_details" {
+			b, _ := json.Marshal(x)
+			return string(b), nil
+		}
+	}
+	return "", fmt.Errorf("%s has the wrong type", name)
 }
 
 func jwtProblem(err error) string {

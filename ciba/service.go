@@ -78,6 +78,17 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.Now = 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.Log = l } }
 
+// WithObserver sets who hears decision outcomes (default none).
+func WithObserver(o Observer) Option { return func(s *Service) { s.Observer = o } }
+
+// WithDevices sets who pushes pending requests to the user's phones
+// (default none: requests wait for a device to look).
+func WithDevices(d DeviceNotifier) Option { return func(s *Service) { s.Devices = d } }
+
+// WithFailures sets the counter of failures before the caller is
+// identified (default none).
+func WithFailures(f AuthFailures) Option { return func(s *Service) { s.Failures = f } }
+
 // New returns a Service whose every dependency works: what opts do not
 // set gets a default (a DPoP verifier with the default algorithms and
 // replay protection in db, the wall clock, the default logger).

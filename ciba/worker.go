@@ -264,7 +264,7 @@ func (w *Worker) pushDevices(ctx context.Context, m store.OutboxMsg, rs *store.R
 }
 
 func expiredBody(r *store.Request) []byte {
-	if r.DeliveryMode == ModePush {
+	if DeliveryMode(r.DeliveryMode) == ModePush {
 		b, _ := json.Marshal(map[string]string{"auth_req_id": r.ID, "error": "expired_token",
 			"error_description": "the request expired before the user decided"})
 		return b
@@ -312,7 +312,7 @@ func (s *Service) expire(ctx context.Context, id string) error {
 	}
 	r := rs.Request
 	var ob *store.Outbox
-	if r.DeliveryMode == ModePing || r.DeliveryMode == ModePush {
+	if m := DeliveryMode(r.DeliveryMode); m == ModePing || m == ModePush {
 		ob = &store.Outbox{RequestID: id, Kind: kindExpired}
 	}
 	_, err = s.db.Expire(ctx, &r, ob, []store.Event{{At: s.Now(), Type: "request.expired", RequestID: id,

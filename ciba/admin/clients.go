@@ -285,6 +285,17 @@ func apply(c *store.Client, f *clientFields) {
 }
 
 func (s *Service) validate(c *store.Client) error {
+	for _, check := range []func(*store.Client) error{validateAuth, validateGrants, s.validateDelivery, validateAgent, validateScope} {
+		if err := check(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateAuth checks how the client authenticates (RFC 7591 §2) and
+// signs its requests (CIBA Core §7.1.1).
+func validateAuth(c *store.Client) error {
 	switch c.AuthMethod {
 	case clientauth.SecretBasic, clientauth.SecretPost:
 	case clientauth.PrivateKeyJWT:
@@ -309,6 +320,11 @@ func (s *Service) validate(c *store.Client) error {
 			return meta("backchannel_authentication_request_signing_alg must be an asymmetric alg and jwks must be registered")
 		}
 	}
+	return nil
+}
+
+// validateGrants checks grant_types.
+func validateGrants(c *store.Client) error {
 	if len(c.GrantTypes) == 0 && !c.ResourceServer && !c.PolicyEnforcementPoint {
 		return meta("grant_types must not be empty (only a resource server or a policy enforcement point may have none)")
 	}
@@ -317,6 +333,12 @@ func (s *Service) validate(c *store.Client) error {
 			return meta("grant type %q is not supported", g)
 		}
 	}
+	return nil
+}
+
+// validateDelivery checks the token delivery mode and its notification
+// endpoint (CIBA Core §4).
+func (s *Service) validateDelivery(c *store.Client) error {
 	switch c.DeliveryMode {
 	case "poll":
 	case "ping", "push":
@@ -333,6 +355,21 @@ func (s *Service) validate(c *store.Client) error {
 	if c.DPoPBoundAccessTokens && c.DeliveryMode == "push" {
 		return meta("push-mode clients cannot present a DPoP proof for a pushed token: use poll or ping with dpop_bound_access_tokens")
 	}
+	return nil
+}
+
+// validateScope checks the scopes the client may ask for.
+func validateScope(c *store.Client) error {
+	for _, sc := range strings.Fields(c.Scope) {
+		if strings.ContainsAny(sc, "\"\\") { // RFC 6749 §3.3: scope-token excludes " and \
+			return meta("scope has an invalid character")
+		}
+	}
+	return nil
+}
+
+// validateAgent checks the agent's trust tier and delegation depth.
+func validateAgent(c *store.Client) error {
 	switch c.Agent.TrustTier {
 	case "", "first_party", "standard", "untrusted":
 	default:
@@ -340,11 +377,6 @@ func (s *Service) validate(c *store.Client) error {
 	}
 	if c.MaxDelegationDepth < 0 || c.MaxDelegationDepth > 16 {
 		return meta("max_delegation_depth must be 0 to 16")
-	}
-	for _, sc := range strings.Fields(c.Scope) {
-		if strings.ContainsAny(sc, "\"\\") {
-			return meta("scope has an invalid character")
-		}
 	}
 	return nil
 }

@@ -134,17 +134,17 @@ const MaxAssertionLifetime = 10 * time.Minute
 // an acceptable audience besides the issuer). reg is nil for an unknown
 // client.
 func (v *Verifier) Verify(ctx context.Context, c Credentials, reg *Registered, endpoint string) error {
-	if reg == nil || reg.Disabled {
-		return oauth.Client("unknown or disabled client")
-	}
-	if c.Method != reg.Method {
-		return oauth.Client("client is registered for %s", reg.Method)
+	// An unknown, disabled or differently registered client gets the
+	// answer a wrong secret or a forged assertion gets: the answer must
+	// not tell which client ids exist (the reason is logged and counted).
+	if reg == nil || reg.Disabled || c.Method != reg.Method {
+		return failed(c.Method)
 	}
 	switch c.Method {
 	case SecretBasic, SecretPost:
 		sum := sha256.Sum256([]byte(c.Secret))
 		if len(reg.SecretHash) != sha256.Size || subtle.ConstantTimeCompare(sum[:], reg.SecretHash) != 1 {
-			return oauth.Client("client authentication failed")
+			return failed(c.Method)
 		}
 		return nil
 	case PrivateKeyJWT:
@@ -156,14 +156,14 @@ func (v *Verifier) Verify(ctx context.Context, c Credentials, reg *Registered, e
 func (v *Verifier) verifyAssertion(ctx context.Context, c Credentials, reg *Registered, endpoint string) error {
 	keys, err := ParseJWKS(reg.JWKS)
 	if err != nil || len(keys) == 0 {
-		return oauth.Client("client has no usable registered keys")
+		return failed(c.Method)
 	}
 	var claims jwt.RegisteredClaims
 	_, err = jwt.ParseWithClaims(string(c.Assertion), &claims, keys.Keyfunc(),
 		jwt.WithValidMethods(AsymmetricAlgs), jwt.WithTimeFunc(v.Now), jwt.WithExpirationRequired(),
 		jwt.WithIssuer(reg.ID), jwt.WithSubject(reg.ID), jwt.WithLeeway(5*time.Second))
 	if err != nil {
-		return oauth.Client("client assertion invalid")
+		return failed(c.Method)
 	}
 	// RFC 7523 §3 item 3: aud identifies the authorization server; we take
 	// the issuer or the endpoint's URL.
@@ -186,6 +186,15 @@ func (v *Verifier) verifyAssertion(ctx context.Context, c Credentials, reg *Regi
 		return oauth.Client("client assertion replayed")
 	}
 	return nil
+}
+
+// failed is the one answer to credentials that do not authenticate a
+// client, whatever the reason: it depends only on the method used.
+func failed(method string) *oauth.Error {
+	if method == PrivateKeyJWT {
+		return oauth.Client("client assertion invalid")
+	}
+	return oauth.Client("client authentication failed")
 }
 
 func audienceOK(aud jwt.ClaimStrings, accepted ...string) bool {

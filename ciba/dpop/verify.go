@@ -121,10 +121,49 @@ func FromHeader(h http.Header) (string, error) {
 // stateful check, the jti replay guard, runs last, so a proof that fails
 // any other check costs no round trip.
 func (v *Verifier) Verify(ctx context.Context, proof, method, url, accessToken string) (*Proof, error) {
-	now := time.Now
-	if v.Now != nil {
-		now = v.Now
+	p, err := v.decodeProof(proof)
+	if err != nil {
+		return nil, err
 	}
+	if err := checkRequiredClaims(&p.c); err != nil {
+		return nil, err
+	}
+	if err := checkMethod(&p.c, method); err != nil {
+		return nil, err
+	}
+	if err := checkURL(&p.c, url); err != nil {
+		return nil, err
+	}
+	iat, err := v.checkIAT(&p.c)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.checkNonce(&p.c); err != nil {
+		return nil, err
+	}
+	if err := checkATH(&p.c, accessToken); err != nil {
+		return nil, err
+	}
+	jkt, err := token.Thumbprint(p.h.JWK)
+	if err != nil {
+		return nil, invalid("the DPoP proof jwk has no thumbprint")
+	}
+	if err := v.checkReplay(ctx, jkt, p.c.JTI, iat); err != nil {
+		return nil, err
+	}
+	c := p.c
+	return &Proof{JKT: jkt, JWK: p.h.JWK, HTM: c.HTM, HTU: c.HTU, IAT: iat, JTI: c.JTI, ATH: c.ATH, Nonce: c.Nonce}, nil
+}
+
+// decoded is a proof whose signature verified with its own jwk.
+type decoded struct {
+	h header
+	c claims
+}
+
+// decodeProof runs the stateless checks of the JOSE layer: RFC 9449 §4.3
+// steps 1, 2 and 4-7.
+func (v *Verifier) decodeProof(proof string) (*decoded, error) {
 	// RFC 9449 §4.3 step 1: exactly one DPoP header.
 	if proof == "" {
 		return nil, invalid("the DPoP proof is missing")
@@ -137,97 +176,145 @@ func (v *Verifier) Verify(ctx context.Context, proof, method, url, accessToken s
 	if len(parts) != 3 {
 		return nil, invalid("the DPoP proof is not a JWT")
 	}
-	var h header
-	if err := decodeSegment(parts[0], &h); err != nil {
+	var p decoded
+	if err := decodeSegment(parts[0], &p.h); err != nil {
 		return nil, invalid("the DPoP proof header is not valid JSON")
 	}
+	if err := v.checkHeader(&p.h); err != nil {
+		return nil, err
+	}
+	if err := checkSignature(&p.h, parts); err != nil {
+		return nil, err
+	}
+	if err := decodeSegment(parts[1], &p.c); err != nil {
+		return nil, invalid("the DPoP proof claims are not valid JSON")
+	}
+	return &p, nil
+}
+
+// checkHeader checks crit, typ and alg.
+func (v *Verifier) checkHeader(h *header) error {
 	// RFC 7515 §4.1.11: we understand no extension, so crit is refused.
 	if h.Crit != nil {
-		return nil, invalid("the DPoP proof has a crit header")
+		return invalid("the DPoP proof has a crit header")
 	}
 	// RFC 9449 §4.3 step 4: typ is dpop+jwt (a media type: case-insensitive).
 	if !strings.EqualFold(h.Typ, "dpop+jwt") {
-		return nil, invalid("the DPoP proof typ must be dpop+jwt")
+		return invalid("the DPoP proof typ must be dpop+jwt")
 	}
 	// RFC 9449 §4.3 step 5: an asymmetric alg we support; never none or MAC.
 	if !slices.Contains(asymmetric, h.Alg) || !slices.Contains(v.algs(), h.Alg) {
-		return nil, invalid("the DPoP proof alg %s is not supported", h.Alg)
+		return invalid("the DPoP proof alg %s is not supported", h.Alg)
 	}
+	return nil
+}
+
+// checkSignature verifies the JWS with the key of its own jwk header.
+func checkSignature(h *header, parts []string) error {
 	// RFC 9449 §4.3 step 7: the jwk header is a public key.
 	pub, err := publicKey(h.JWK, h.Alg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// RFC 9449 §4.3 step 6: the signature verifies with that jwk.
 	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
 	if err != nil {
-		return nil, invalid("the DPoP proof signature is not base64url")
+		return invalid("the DPoP proof signature is not base64url")
 	}
 	if err := jwt.GetSigningMethod(h.Alg).Verify(parts[0]+"."+parts[1], sig, pub); err != nil {
-		return nil, invalid("the DPoP proof signature does not verify with its jwk")
+		return invalid("the DPoP proof signature does not verify with its jwk")
 	}
-	var c claims
-	if err := decodeSegment(parts[1], &c); err != nil {
-		return nil, invalid("the DPoP proof claims are not valid JSON")
-	}
-	// RFC 9449 §4.3 step 3: the required claims.
+	return nil
+}
+
+// checkRequiredClaims: RFC 9449 §4.3 step 3, the required claims (htm and
+// htu are compared in steps 8 and 9).
+func checkRequiredClaims(c *claims) error {
 	if c.JTI == "" || len(c.JTI) > maxJTILen {
-		return nil, invalid("the DPoP proof jti is missing or too long")
+		return invalid("the DPoP proof jti is missing or too long")
 	}
 	if c.IAT == nil || math.IsNaN(*c.IAT) || *c.IAT < 0 || *c.IAT > 1e11 {
-		return nil, invalid("the DPoP proof iat is missing or not a time")
+		return invalid("the DPoP proof iat is missing or not a time")
 	}
-	// RFC 9449 §4.3 step 8: htm is the request's method.
+	return nil
+}
+
+// checkMethod: RFC 9449 §4.3 step 8, htm is the request's method.
+func checkMethod(c *claims, method string) error {
 	if c.HTM != method {
-		return nil, invalid("the DPoP proof htm does not match the request method")
+		return invalid("the DPoP proof htm does not match the request method")
 	}
-	// RFC 9449 §4.3 step 9: htu is the request's URL without query and
-	// fragment, after RFC 3986 §6.2.2-3 normalisation.
+	return nil
+}
+
+// checkURL: RFC 9449 §4.3 step 9, htu is the request's URL without query
+// and fragment, after RFC 3986 §6.2.2-3 normalisation.
+func checkURL(c *claims, url string) error {
 	want, err := normalURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("dpop: request URL: %w", err)
+		return fmt.Errorf("dpop: request URL: %w", err)
 	}
 	if got, err := normalURL(c.HTU); err != nil || got != want {
-		return nil, invalid("the DPoP proof htu does not match the request URL")
+		return invalid("the DPoP proof htu does not match the request URL")
 	}
-	// RFC 9449 §4.3 step 11: iat within the acceptable window.
+	return nil
+}
+
+// checkIAT: RFC 9449 §4.3 step 11, iat within the acceptable window.
+func (v *Verifier) checkIAT(c *claims) (time.Time, error) {
+	now := time.Now
+	if v.Now != nil {
+		now = v.Now
+	}
 	iat := time.Unix(int64(*c.IAT), 0).UTC()
 	window := v.window()
 	t := now()
 	if iat.Before(t.Add(-window)) {
-		return nil, invalid("the DPoP proof iat is too old")
+		return time.Time{}, invalid("the DPoP proof iat is too old")
 	}
 	if iat.After(t.Add(window)) {
-		return nil, invalid("the DPoP proof iat is in the future")
+		return time.Time{}, invalid("the DPoP proof iat is in the future")
 	}
-	// RFC 9449 §4.3 step 10: the server nonce, when it requires one.
+	return iat, nil
+}
+
+// checkNonce: RFC 9449 §4.3 step 10, the server nonce when it requires one
+// (§8: use_dpop_nonce with a fresh DPoP-Nonce).
+func (v *Verifier) checkNonce(c *claims) error {
 	if v.Nonces != nil && (c.Nonce == "" || !v.Nonces.Valid(c.Nonce)) {
 		e := oauth.New(oauth.UseDPoPNonce, "the authorization server requires a fresh DPoP nonce")
-		return nil, e.WithHeader("DPoP-Nonce", v.Nonces.Issue())
+		return e.WithHeader("DPoP-Nonce", v.Nonces.Issue())
 	}
-	// RFC 9449 §4.3 step 12 (§7.1 at a resource): ath is the access token's hash.
-	if accessToken != "" {
-		if c.ATH == "" || subtle.ConstantTimeCompare([]byte(c.ATH), []byte(TokenHash(accessToken))) != 1 {
-			return nil, invalid("the DPoP proof ath does not match the access token")
-		}
+	return nil
+}
+
+// checkATH: RFC 9449 §4.3 step 12 (§7.1 at a resource), ath is the access
+// token's hash; compared in constant time.
+func checkATH(c *claims, accessToken string) error {
+	if accessToken == "" {
+		return nil
 	}
-	jkt, err := token.Thumbprint(h.JWK)
-	if err != nil {
-		return nil, invalid("the DPoP proof jwk has no thumbprint")
+	if c.ATH == "" || subtle.ConstantTimeCompare([]byte(c.ATH), []byte(TokenHash(accessToken))) != 1 {
+		return invalid("the DPoP proof ath does not match the access token")
 	}
-	// RFC 9449 §11.1: a jti is used once while its proof is acceptable.
-	// Keyed by the key's thumbprint too, so nobody can burn another key's jti.
+	return nil
+}
+
+// checkReplay: RFC 9449 §11.1, a jti is used once while its proof is
+// acceptable. Keyed by the key's thumbprint too, so nobody can burn
+// another key's jti.
+func (v *Verifier) checkReplay(ctx context.Context, jkt, jti string, iat time.Time) error {
 	if v.Replay == nil {
-		return nil, errors.New("dpop: Verifier.Replay is not set")
+		return errors.New("dpop: Verifier.Replay is not set")
 	}
-	fresh, err := v.Replay.UseOnce(ctx, ReplayKind, jkt+":"+c.JTI, iat.Add(window))
+	fresh, err := v.Replay.UseOnce(ctx, ReplayKind, jkt+":"+jti, iat.Add(v.window()))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !fresh {
-		return nil, invalid("the DPoP proof was already used (jti replay)")
+		return invalid("the DPoP proof was already used (jti replay)")
 	}
-	return &Proof{JKT: jkt, JWK: h.JWK, HTM: c.HTM, HTU: c.HTU, IAT: iat, JTI: c.JTI, ATH: c.ATH, Nonce: c.Nonce}, nil
+	return nil
 }
 
 func (v *Verifier) algs() []string {

@@ -1,58 +1,29 @@
 package server
 
 import (
-	"errors"
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/countersign/countersign/ciba/admin"
-	"github.com/countersign/countersign/ciba/oauth"
-	"github.com/countersign/countersign/ciba/store"
 )
 
 func (s *srv) audit(c echo.Context) error {
-	q := store.AuditQuery{User: c.QueryParam("user"), Agent: c.QueryParam("agent"), Request: c.QueryParam("request"),
-		Type: c.QueryParam("type"), Cursor: c.QueryParam("cursor")}
-	if v := c.QueryParam("since"); v != "" {
-		t, err := time.Parse(time.RFC3339, v)
-		if err != nil {
-			return oauth.New(oauth.InvalidRequest, "since must be an RFC 3339 time")
-		}
-		q.Since = t
-	}
-	if v := c.QueryParam("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return oauth.New(oauth.InvalidRequest, "limit must be 1 to 1000")
-		}
-		q.Limit = n
-	}
-	entries, next, err := s.DB.AuditEntries(c.Request().Context(), q)
-	if errors.Is(err, store.ErrBadCursor) {
-		return oauth.New(oauth.InvalidRequest, "cursor is not valid")
-	}
+	page, err := s.Admin.AuditEntries(c.Request().Context(), admin.AuditFilter{User: c.QueryParam("user"),
+		Agent: c.QueryParam("agent"), Request: c.QueryParam("request"), Type: c.QueryParam("type"),
+		Cursor: c.QueryParam("cursor"), Since: c.QueryParam("since"), Limit: c.QueryParam("limit")})
 	if err != nil {
 		return err
 	}
-	if entries == nil {
-		entries = []store.Event{}
-	}
-	out := map[string]any{"entries": entries}
-	if next != "" {
-		out["next_cursor"] = next
-	}
-	return c.JSON(200, out)
+	return c.JSON(http.StatusOK, page)
 }
 
 func (s *srv) auditVerify(c echo.Context) error {
-	rep, err := s.DB.VerifyAudit(c.Request().Context())
+	rep, err := s.Admin.VerifyAudit(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	return c.JSON(200, rep)
+	return c.JSON(http.StatusOK, rep)
 }
 
 func (s *srv) revokeAgent(c echo.Context) error {

@@ -9,7 +9,6 @@ import (
 	"github.com/countersign/countersign/ciba"
 	"github.com/countersign/countersign/ciba/admin"
 	"github.com/countersign/countersign/ciba/oauth"
-	"github.com/countersign/countersign/ciba/store"
 )
 
 func (s *srv) deviceRoutes(e *echo.Echo) {
@@ -28,7 +27,7 @@ func (s *srv) deviceAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := ciba.WithClientIP(c.Request().Context(), c.RealIP())
 		c.SetRequest(c.Request().WithContext(ctx))
-		dev, err := s.Service.AuthenticateDevice(ctx, c.Request().Header.Get("Authorization"))
+		dev, err := s.Service.AuthenticateDevice(ctx, canonicalDevice(c.Request().Header.Get("Authorization")))
 		if err != nil {
 			return err
 		}
@@ -37,7 +36,7 @@ func (s *srv) deviceAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-func device(c echo.Context) *store.Device { return c.Get("device").(*store.Device) }
+func device(c echo.Context) *ciba.Device { return c.Get("device").(*ciba.Device) }
 
 func (s *srv) enroll(c echo.Context) error {
 	b, err := readBody(c)

@@ -21,7 +21,6 @@ import (
 	"github.com/countersign/countersign/ciba/deviceapp"
 	"github.com/countersign/countersign/ciba/oauth"
 	"github.com/countersign/countersign/ciba/ratelog"
-	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/ciba/token"
 )
 
@@ -32,7 +31,6 @@ const MaxBody = 64 << 10
 type Deps struct {
 	Service    *ciba.Service
 	Admin      *admin.Service
-	DB         *store.DB
 	Keys       func() token.KeySet
 	AdminToken string
 	Log        *slog.Logger
@@ -48,7 +46,14 @@ type Deps struct {
 	// RequestTimeout bounds every request, Redis connection set-up
 	// included (DefaultRequestTimeout when 0).
 	RequestTimeout time.Duration
-	Extra          []func(e *echo.Echo) // more routes (device app, ...)
+	// RateLimits are the shared request rate limits (none when zero).
+	RateLimits RateLimits
+	// MetricsToken, when set, is the bearer token /metrics requires.
+	MetricsToken string
+	// MetricsElsewhere leaves /metrics off this handler (it has a
+	// listener of its own).
+	MetricsElsewhere bool
+	Extra            []func(e *echo.Echo) // more routes (device app, ...)
 }
 
 // DefaultRequestTimeout is the deadline of a request when
@@ -80,7 +85,7 @@ func New(d Deps) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.renderError
-	e.Use(s.recoverer, s.requestID, s.deadline, s.bodyLimit, s.observe)
+	e.Use(s.recoverer, s.requestID, s.deadline, s.bodyLimit, s.observe, nosniff, s.rateLimit)
 
 	e.GET("/.well-known/openid-configuration", s.discovery)
 	e.GET("/.well-known/oauth-authorization-server", s.discovery)
@@ -91,8 +96,8 @@ func New(d Deps) *echo.Echo {
 	e.POST("/introspect", s.introspect)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
-	if d.Metrics != nil {
-		e.GET("/metrics", echo.WrapHandler(d.Metrics.Handler()))
+	if d.Metrics != nil && !d.MetricsElsewhere {
+		e.GET("/metrics", echo.WrapHandler(MetricsHandler(d.Metrics.Handler(), d.MetricsToken)))
 	}
 	a := e.Group("/admin", s.adminAuth)
 	a.POST("/clients", s.createClient)
@@ -203,7 +208,7 @@ func (s *srv) recoverer(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (s *srv) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		c.Response().Header().Set(echo.HeaderXRequestID, store.NewID())
+		c.Response().Header().Set(echo.HeaderXRequestID, ciba.NewID())
 		return next(c)
 	}
 }
@@ -319,7 +324,7 @@ func (s *srv) readyz(c echo.Context) error {
 func (s *srv) adminAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Request().Header.Get("Authorization")
-		tok, ok := strings.CutPrefix(h, "Bearer ")
+		tok, ok := authParam(h, "Bearer")
 		if !ok || s.AdminToken == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.AdminToken)) != 1 {
 			s.adminAuthFailed(c, ok)
 			return oauth.New(oauth.InvalidToken, "a valid admin bearer token is required").WithStatus(401).

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Event is one audit record. Members that do not apply stay empty and are
@@ -77,28 +75,6 @@ func auditArgs(prev string, events []Event) ([]any, error) {
 	return args, nil
 }
 
-// luaAudit is prepended to every script that writes audit events. The
-// audit arguments come last, starting at ARGV index `a`; the stream and
-// its head are KEYS[ka] and KEYS[ka+1]. The check runs before any write,
-// so a stale head changes nothing.
-const luaAudit = `
-local function audit_stale(ka, a)
-  local cur = redis.call('GET', KEYS[ka+1]) or ''
-  if cur ~= ARGV[a] then return cur end
-  return false
-end
-local function audit_write(ka, a)
-  local n = tonumber(ARGV[a+1])
-  local last = ARGV[a]
-  for i = 1, n do
-    local h = ARGV[a+2*i]
-    redis.call('XADD', KEYS[ka], '*', 'e', ARGV[a+2*i+1], 'h', h)
-    last = h
-  end
-  redis.call('SET', KEYS[ka+1], last)
-end
-`
-
 // staleHead is the reply of a script whose audit head moved.
 const staleHead = "stale"
 
@@ -108,7 +84,7 @@ const staleHead = "stale"
 // other; when another node moved the head in between, the script changes
 // nothing and answers the new head, and the write is tried again. The
 // reply's first element is the status and the rest the values.
-func (db *DB) runAudited(ctx context.Context, s *redis.Script, shard int, keys []string, args []any, events []Event) ([]any, error) {
+func (db *DB) runAudited(ctx context.Context, s *luaScript, shard int, keys []string, args []any, events []Event) ([]any, error) {
 	keys = append(keys, db.auditKey(shard), db.headKey(shard))
 	lock := &db.shardLocks[shard]
 	lock.Lock()
@@ -153,13 +129,9 @@ func (db *DB) setHead(shard int, h string) {
 	db.lastHash[shard] = h
 }
 
-// KEYS 1..2 audit stream and head. ARGV audit.
-var scriptAuditOnly = redis.NewScript(luaAudit + `
-local stale = audit_stale(1, 1)
-if stale then return {'stale', stale} end
-audit_write(1, 1)
-return {'ok'}
-`)
+// scriptAuditOnly is lua/audit_only.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptAuditOnly = newLua("audit_only", []string{"audit", "audit_head"}, []string{"audit..."})
 
 // Audit appends events that record no state change of their own (a read
 // that must be noted, an introspection refusal) to the user's shard ("" for

@@ -3,26 +3,11 @@ package store
 import (
 	"context"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
-// KEYS 1 stream, 2 anchor. ARGV 1 the last exported entry id. The anchor
-// keeps the hash of the newest trimmed event so that verification can
-// start from it.
-var scriptTrim = redis.NewScript(`
-local last = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
-if #last == 0 then return 0 end
-local fields = last[1][2]
-local h = ''
-for i = 1, #fields, 2 do if fields[i] == 'h' then h = fields[i+1] end end
-local before = redis.call('XLEN', KEYS[1])
-redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
--- XTRIM MINID keeps ids >= MINID: delete the exported entry itself too.
-redis.call('XDEL', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], h)
-return before - redis.call('XLEN', KEYS[1])
-`)
+// scriptTrim is lua/trim.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptTrim = newLua("trim", []string{"stream", "anchor"}, []string{"last_id"})
 
 // ExportOlder calls emit for every event older than cutoff, shard by
 // shard, oldest first, and returns per shard the id of the last event it

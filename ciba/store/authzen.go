@@ -21,7 +21,7 @@ func (db *DB) approvalKey(user, key string) string {
 // linked already: then it returns that request's id and false.
 func (db *DB) ClaimApproval(ctx context.Context, user, key, id string, until time.Time) (string, bool, error) {
 	k := db.approvalKey(user, key)
-	ok, err := db.rdb.SetNX(ctx, k, id, time.Until(until)).Result()
+	ok, err := db.rdb.SetNX(ctx, k, id, db.linkTTL(until)).Result()
 	if err != nil || ok {
 		return id, ok, err
 	}
@@ -36,7 +36,15 @@ func (db *DB) ClaimApproval(ctx context.Context, user, key, id string, until tim
 // ReplaceApproval links key to id, replacing a link to a request that no
 // longer waits.
 func (db *DB) ReplaceApproval(ctx context.Context, user, key, id string, until time.Time) error {
-	return db.rdb.Set(ctx, db.approvalKey(user, key), id, time.Until(until)).Err()
+	return db.rdb.Set(ctx, db.approvalKey(user, key), id, db.linkTTL(until)).Err()
+}
+
+// linkTTL is how long a link to a request waiting until then lives, on
+// the store's clock like every other expiry (the wall clock gave a
+// negative TTL, which Redis refuses, under a clock behind it), and never
+// less than a second, so that a link is never kept without expiry.
+func (db *DB) linkTTL(until time.Time) time.Duration {
+	return max(until.Sub(db.Now()), time.Second)
 }
 
 // ForgetApproval removes the link of key, when its request could not be

@@ -16,12 +16,9 @@ type RequestState struct {
 	Approval *Approval
 }
 
-// KEYS[1] request. Returns {rec, state, exp, approval}.
-var scriptView = redis.NewScript(`
-local f = redis.call('HMGET', KEYS[1], 'rec', 'state', 'exp', 'approval')
-if not f[1] then return {''} end
-return {f[1], f[2], f[3], f[4] or ''}
-`)
+// scriptView is lua/view.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptView = newLua("view", []string{"req"}, nil)
 
 func (db *DB) requestKey(id string) (string, bool) {
 	shard, ok := shardOfID(id)
@@ -121,28 +118,10 @@ type Decision struct {
 	Events   []Event
 }
 
-// ARGV: 1 decision (approve|deny), 2 user, 3 now, 4 approval, 5 amount,
-// 6 outbox, 7 grant record, 8 grant expiry ms, 9.. audit.
-var scriptDecide = redis.NewScript(luaCommon + `
-local stale = audit_stale(15, 9)
-if stale then return {'stale', stale} end
-local f = redis.call('HMGET', KEYS[1], 'state', 'user', 'exp')
-if not f[1] or f[2] ~= ARGV[2] then return {'missing'} end
-if f[1] ~= 'pending' or tonumber(ARGV[3]) >= tonumber(f[3]) then return {'decided'} end
-local id = string.match(KEYS[1], 'req:(.*)$')
-audit_write(15, 9)
-unpend(id)
-if ARGV[1] == 'approve' then
-  redis.call('HSET', KEYS[1], 'state', 'approved', 'approval', ARGV[4])
-  approve_counters(tonumber(ARGV[5]))
-  grant(ARGV[7], ARGV[8])
-else
-  redis.call('HSET', KEYS[1], 'state', 'denied')
-  deny_counters()
-end
-outbox(ARGV[6])
-return {'ok'}
-`)
+// scriptDecide is lua/decide.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptDecide = newAudited("decide", requestKeys,
+	[]string{"verdict", "user", "now_ms", "approval", "amount", "outbox_entry", "grant_rec", "grant_exp_ms"})
 
 // Decide records the first decision on a pending request of r.UserID.
 func (db *DB) Decide(ctx context.Context, r *Request, d Decision) error {

@@ -37,21 +37,9 @@ func (db *DB) CreateEnrollment(ctx context.Context, user, code string, until tim
 	return db.rdb.Set(ctx, db.enrollKey(hashCode(code)), user, until.Sub(db.Now())).Err()
 }
 
-// KEYS 1 enroll code, 2 device, 3 user devices, 4 user, 5-6 audit.
-// ARGV 1 device json (user set), 2 device id, 3 the user the code named
-// when read, 4.. audit. The code is consumed, the device stored and the
-// enrollment audited in one step: a code enrolls one device, once.
-var scriptEnroll = redis.NewScript(luaAudit + `
-local stale = audit_stale(5, 4)
-if stale then return {'stale', stale} end
-local user = redis.call('GET', KEYS[1])
-if user ~= ARGV[3] or redis.call('EXISTS', KEYS[4]) == 0 then return {'bad_code'} end
-audit_write(5, 4)
-redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[2])
-return {'ok'}
-`)
+// scriptEnroll is lua/enroll.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptEnroll = newAudited("enroll", []string{"code", "device", "user_devices", "user"}, []string{"device_json", "device_id", "user"})
 
 // ErrBadCode is returned for an unknown, used or expired enrollment code.
 var ErrBadCode = errors.New("store: enrollment code unknown, used or expired")
@@ -138,16 +126,9 @@ func (db *DB) SetPushSubscription(ctx context.Context, id string, sub json.RawMe
 	return db.rdb.SetXX(ctx, db.deviceKey(id), b, 0).Err()
 }
 
-// KEYS 1 device, 2 user devices, 3-4 audit. ARGV 1 device id, 2.. audit.
-var scriptRemoveDevice = redis.NewScript(luaAudit + `
-local stale = audit_stale(3, 2)
-if stale then return {'stale', stale} end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-audit_write(3, 2)
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[2], ARGV[1])
-return {'ok'}
-`)
+// scriptRemoveDevice is lua/remove_device.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptRemoveDevice = newAudited("remove_device", []string{"device", "user_devices"}, []string{"device_id"})
 
 // RemoveDevice deletes a device and audits it in one step.
 func (db *DB) RemoveDevice(ctx context.Context, d *Device, event Event) error {

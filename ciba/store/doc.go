@@ -62,6 +62,31 @@
 // node moved it, the script changes nothing and returns the new head, and
 // the writer retries (compare-and-set). Each node caches the heads.
 //
+// # Scripts
+//
+// Every script is a file in lua/, embedded in the binary: at its top a
+// table of its KEYS (index, name, key), its ARGV (index, name, meaning)
+// and its return values, then the script, which names its keys and
+// arguments in locals before using them. The helpers it shares with
+// others (the audit chain in lua/lib/audit.lua, the request counters and
+// indexes in lua/lib/request.lua) take what they need as arguments; the
+// script's "-- include:" line names them and they are prepended when the
+// script is loaded. Each Go caller declares the names of the KEYS and
+// ARGV it passes next to the call (newLua, newAudited); a test compares
+// them with the file's table, and every call is refused when its counts
+// differ from the declaration. Scripts run with EVALSHA, falling back to
+// EVAL when Redis does not know them yet.
+//
+// To run a script by hand for debugging, prepend the libraries of its
+// include line and pass keys and arguments as its table lists them, the
+// audit arguments last (expected head, count, then hash and body per
+// event):
+//
+//	cd ciba/store/lua
+//	redis-cli --eval poll.lua 'cs:{s03}:req:03…' , my-client 1767225600000
+//	cat lib/audit.lua redeem.lua > /tmp/redeem.lua
+//	redis-cli --eval /tmp/redeem.lua 'cs:{s03}:req:03…' 'cs:{s03}:audit' 'cs:{s03}:audit-head' , 1767225600000 '' 0
+//
 // What it deliberately does not do: know OAuth error codes, HTTP, rules
 // or tokens. Records are serialised JSON, never Go objects kept in
 // memory.

@@ -64,21 +64,9 @@ func (db *DB) GrantsFor(ctx context.Context, user string) ([]*Grant, error) {
 	return out, nil
 }
 
-// KEYS 1 grant, 2 grant revocation, 3-4 audit. ARGV 1 user, 2 now, 3.. audit.
-var scriptRevokeGrant = redis.NewScript(luaAudit + `
-local stale = audit_stale(3, 3)
-if stale then return {'stale', stale} end
-local g = redis.call('GET', KEYS[1])
-if not g then return {'missing'} end
-local rec = cjson.decode(g)
-if rec['user_id'] ~= ARGV[1] then return {'missing'} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {'ok'} end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 1000 then ttl = 1000 end
-audit_write(3, 3)
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl)
-return {'ok'}
-`)
+// scriptRevokeGrant is lua/revoke_grant.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptRevokeGrant = newAudited("revoke_grant", []string{"grant", "revocation"}, []string{"user", "now_ms"})
 
 // RevokeGrant revokes a grant of user: every token of it, exchanged ones
 // included, is inactive from now on. ErrNotFound when the grant is not
@@ -96,14 +84,9 @@ func (db *DB) RevokeGrant(ctx context.Context, user, grantID string, event Event
 	return nil
 }
 
-// KEYS 1 revocation, 2-3 audit. ARGV 1 value, 2 ttl ms, 3.. audit.
-var scriptRevoke = redis.NewScript(luaAudit + `
-local stale = audit_stale(2, 3)
-if stale then return {'stale', stale} end
-audit_write(2, 3)
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return {'ok'}
-`)
+// scriptRevoke is lua/revoke.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptRevoke = newAudited("revoke", []string{"revocation"}, []string{"value", "ttl_ms"})
 
 // RevokeToken revokes one access token until it expires.
 func (db *DB) RevokeToken(ctx context.Context, user, jti string, exp time.Time, event Event) error {

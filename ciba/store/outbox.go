@@ -179,23 +179,9 @@ func (db *DB) DueExpiries(ctx context.Context, shard int, n int64) ([]string, er
 		Stop: itoa(ms(db.Now())), ByScore: true, Count: n}).Result()
 }
 
-// ARGV: 1 now, 2 outbox entry, 3.. audit. KEYS as keysFor.
-var scriptExpire = redis.NewScript(luaCommon + `
-local stale = audit_stale(15, 3)
-if stale then return {'stale', stale} end
-local f = redis.call('HMGET', KEYS[1], 'state', 'exp')
-local id = string.match(KEYS[1], 'req:(.*)$')
-if not f[1] then unpend(id); return {'gone'} end
-if f[1] ~= 'pending' or tonumber(ARGV[1]) < tonumber(f[2]) then
-  if f[1] ~= 'pending' then unpend(id) end
-  return {'not_due'}
-end
-audit_write(15, 3)
-redis.call('HSET', KEYS[1], 'state', 'expired')
-unpend(id)
-outbox(ARGV[2])
-return {'ok'}
-`)
+// scriptExpire is lua/expire.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptExpire = newAudited("expire", requestKeys, []string{"now_ms", "outbox_entry"})
 
 // Expire moves a pending request past its expiry to expired, with its
 // audit event and the notification its agent is owed, in one step. It

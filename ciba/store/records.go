@@ -72,21 +72,9 @@ func (db *DB) userKey(id string) string   { return db.dir() + "user:" + id }
 func (db *DB) usersKey() string           { return db.dir() + "users" }
 func (db *DB) emailKey(e string) string   { return db.dir() + "user-email:" + e }
 
-// KEYS 1 client, 2 clients index, 3 the clients channel (published, not a
-// key), 4-5 directory audit. ARGV 1 client json, 2 id, 3 mode (create |
-// put), 4.. audit.
-var scriptPutClient = redis.NewScript(luaAudit + `
-local stale = audit_stale(4, 4)
-if stale then return {'stale', stale} end
-local exists = redis.call('EXISTS', KEYS[1]) == 1
-if ARGV[3] == 'create' and exists then return {'exists'} end
-if ARGV[3] == 'put' and not exists then return {'missing'} end
-audit_write(4, 4)
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SADD', KEYS[2], ARGV[2])
-redis.call('PUBLISH', KEYS[3], ARGV[2])
-return {'ok'}
-`)
+// scriptPutClient is lua/put_client.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptPutClient = newAudited("put_client", []string{"client", "clients", "channel"}, []string{"client_json", "id", "mode"})
 
 // CreateClient stores a new client and audits it in one step; ErrExists
 // when the id is taken.
@@ -158,18 +146,9 @@ func (db *DB) Clients(ctx context.Context) ([]*Client, error) {
 	return out, nil
 }
 
-// KEYS 1 client, 2 clients index, 3 the clients channel, 4-5 directory
-// audit. ARGV 1 id, 2.. audit.
-var scriptDeleteClient = redis.NewScript(luaAudit + `
-local stale = audit_stale(4, 2)
-if stale then return {'stale', stale} end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-audit_write(4, 2)
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('PUBLISH', KEYS[3], ARGV[1])
-return {'ok'}
-`)
+// scriptDeleteClient is lua/delete_client.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptDeleteClient = newAudited("delete_client", []string{"client", "clients", "channel"}, []string{"id"})
 
 // DeleteClient removes a client, audited.
 func (db *DB) DeleteClient(ctx context.Context, id string, event Event) error {
@@ -294,56 +273,21 @@ func (db *DB) DeleteUser(ctx context.Context, u *User, event Event) error {
 	return nil
 }
 
-// KEYS 1 user, 2 email index, 3 users, 4-5 directory audit. ARGV 1 user
-// json, 2 id, 3 email, 4.. audit.
-var scriptCreateUser = redis.NewScript(luaAudit + `
-local stale = audit_stale(4, 4)
-if stale then return {'stale', stale} end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
-if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {'exists'} end
-audit_write(4, 4)
-if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[2])
-return {'ok'}`)
+// scriptCreateUser is lua/create_user.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptCreateUser = newAudited("create_user", []string{"user", "email_index", "users"}, []string{"user_json", "id", "email"})
 
-// KEYS 1 user, 2 old email index, 3 new email index, 4-5 directory audit.
-// ARGV 1 user json, 2 id, 3 old email, 4 new email, 5.. audit.
-var scriptPutUser = redis.NewScript(luaAudit + `
-local stale = audit_stale(4, 5)
-if stale then return {'stale', stale} end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-local moved = ARGV[4] ~= ARGV[3]
-if moved and ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then return {'exists'} end
-audit_write(4, 5)
-if moved and ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[2]) end
-if moved and ARGV[3] ~= '' then redis.call('DEL', KEYS[2]) end
-redis.call('SET', KEYS[1], ARGV[1])
-return {'ok'}`)
+// scriptPutUser is lua/put_user.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptPutUser = newAudited("put_user", []string{"user", "old_email", "new_email"}, []string{"user_json", "id", "old_email", "new_email"})
 
-// KEYS 1 user, 2 email index, 3 users, 4-5 directory audit. ARGV 1 id,
-// 2.. audit.
-var scriptDeleteUser = redis.NewScript(luaAudit + `
-local stale = audit_stale(4, 2)
-if stale then return {'stale', stale} end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-audit_write(4, 2)
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('SREM', KEYS[3], ARGV[1])
-return {'ok'}`)
+// scriptDeleteUser is lua/delete_user.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptDeleteUser = newAudited("delete_user", []string{"user", "email_index", "users"}, []string{"id"})
 
-// KEYS[1] user:<hint>, KEYS[2] user-email:<hint>; ARGV[1] the user key
-// prefix, ARGV[2] the user devices prefix. Returns {user json, devices}.
-var scriptUserByHint = redis.NewScript(`
-local u = redis.call('GET', KEYS[1])
-if not u then
-  local id = redis.call('GET', KEYS[2])
-  if not id then return {'', 0} end
-  u = redis.call('GET', ARGV[1] .. id)
-  if not u then return {'', 0} end
-end
-local id = cjson.decode(u)['id']
-return {u, redis.call('SCARD', ARGV[2] .. id)}`)
+// scriptUserByHint is lua/user_by_hint.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptUserByHint = newLua("user_by_hint", []string{"user_by_id", "user_by_email"}, []string{"user_prefix", "devices_prefix"})
 
 // ClientsChannel is the pub/sub channel on which every change of a client
 // is announced (its id), so that nodes drop their cached copy.

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Request is a backchannel authentication request as stored: everything
@@ -132,97 +130,16 @@ func (db *DB) keysFor(id, client, user, grant string, now time.Time) reqKeys {
 func bucket5(t time.Time) int64    { return t.Unix() / 300 }
 func bucketHour(t time.Time) int64 { return t.Unix() / 3600 }
 
-// luaCommon holds the counter and index updates shared by the request
-// scripts (keys as in keysFor).
-const luaCommon = luaAudit + `
-local function approve_counters(amount)
-  redis.call('INCR', KEYS[4]); redis.call('EXPIRE', KEYS[4], 3900)
-  redis.call('INCR', KEYS[14]); redis.call('EXPIRE', KEYS[14], 3900)
-  redis.call('INCR', KEYS[5]); redis.call('EXPIRE', KEYS[5], 34560000)
-  if amount > 0 then
-    redis.call('INCRBYFLOAT', KEYS[6], amount); redis.call('EXPIRE', KEYS[6], 90000)
-    redis.call('INCRBYFLOAT', KEYS[7], amount); redis.call('EXPIRE', KEYS[7], 90000)
-  end
-end
-local function deny_counters()
-  redis.call('INCR', KEYS[8]); redis.call('EXPIRE', KEYS[8], 90000)
-end
-local function unpend(id)
-  redis.call('ZREM', KEYS[2], id); redis.call('ZREM', KEYS[3], id); redis.call('ZREM', KEYS[10], id)
-end
-local function outbox(entry)
-  if entry ~= '' then redis.call('XADD', KEYS[11], '*', 'n', entry) end
-end
--- exp_ms is on the caller's clock; Redis TTLs are relative to now_ms
--- (ARGV[3] in every script using it) so a skewed clock cannot expire
--- the grant early.
-local function grant(rec, exp_ms)
-  if rec == '' then return end
-  local ttl = tonumber(exp_ms) - tonumber(ARGV[3])
-  if ttl < 1000 then ttl = 1000 end
-  redis.call('SET', KEYS[13], rec, 'PX', ttl)
-  redis.call('ZREMRANGEBYSCORE', KEYS[12], '-inf', ARGV[3])
-  redis.call('ZADD', KEYS[12], exp_ms, cjson.decode(rec)['grant_id'])
-  if redis.call('PTTL', KEYS[12]) < ttl then redis.call('PEXPIRE', KEYS[12], ttl) end
-end
-`
+// requestKeys names the keys of keysFor, as the request scripts declare
+// them.
+var requestKeys = []string{"req", "user_pending", "agent_user_pending", "agent_user_requests",
+	"agent_user_approvals", "agent_user_spend", "user_spend", "agent_user_denials", "user_pushes",
+	"expiries", "outbox", "user_grants", "grant", "agent_requests"}
 
-// ARGV: 1 rec, 2 state, 3 now, 4 exp, 5 interval, 6 approval, 7 amount,
-// 8 max pending per user, 9 per agent-user, 10 pushes per minute, 11 id,
-// 12 outbox, 13 gc ttl ms, 14 grant record, 15 grant expiry ms, 16.. audit
-// (audit keys from KEYS[15]).
-var scriptCreate = redis.NewScript(luaCommon + `
-local stale = audit_stale(15, 16)
-if stale then return {'stale', stale} end
-local now = tonumber(ARGV[3])
-local state = ARGV[2]
-if state == 'denied' then
-  audit_write(15, 16)
-  deny_counters()
-  return {'ok'}
-end
-if state == 'pending' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  local function full(key, max)
-    if max > 0 and redis.call('ZCARD', key) >= max then
-      local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-      return tonumber(first[2]) - now
-    end
-    return false
-  end
-  local r = full(KEYS[2], tonumber(ARGV[8]))
-  if r then return {'limit', 'user_pending', r} end
-  r = full(KEYS[3], tonumber(ARGV[9]))
-  if r then return {'limit', 'agent_user_pending', r} end
-  local maxp = tonumber(ARGV[10])
-  if maxp > 0 and tonumber(redis.call('GET', KEYS[9]) or '0') >= maxp then
-    return {'limit', 'pushes_per_minute', 60000 - (now % 60000)}
-  end
-end
--- Every check passed: the audit events are the first write, so a failure
--- to write them leaves nothing else written.
-audit_write(15, 16)
-if state == 'pending' then
-  redis.call('INCR', KEYS[9]); redis.call('EXPIRE', KEYS[9], 120)
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[11])
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[11])
-  redis.call('ZADD', KEYS[10], ARGV[4], ARGV[11])
-end
-local rec = cjson.decode(ARGV[1])
-redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'state', state, 'exp', ARGV[4], 'interval', ARGV[5],
-  'next', 0, 'client', rec['client_id'], 'user', rec['user_id'])
-if state == 'approved' then
-  redis.call('HSET', KEYS[1], 'approval', ARGV[6])
-  approve_counters(tonumber(ARGV[7]))
-  grant(ARGV[14], ARGV[15])
-end
--- The agent's notification of an approval, or the push to the user's
--- devices of a pending request: durable with the request itself.
-outbox(ARGV[12])
-redis.call('PEXPIRE', KEYS[1], ARGV[13])
-return {'ok'}
-`)
+// scriptCreate is lua/create_request.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptCreate = newAudited("create_request", requestKeys, []string{"rec", "state", "now_ms", "exp_ms", "interval", "approval", "amount",
+	"max_user_pending", "max_agent_user_pending", "max_pushes", "id", "outbox_entry", "gc_ttl_ms", "grant_rec", "grant_exp_ms"})
 
 // gcTTL keeps a request around for an hour after its expiry so late polls
 // get expired_token rather than invalid_grant.
@@ -310,27 +227,9 @@ const (
 	PollApproved    PollStatus = "approved"
 )
 
-// KEYS[1] request. ARGV: 1 client, 2 now.
-var scriptPoll = redis.NewScript(`
-local st = redis.call('HMGET', KEYS[1], 'state', 'client', 'exp', 'interval', 'next')
-if not st[1] then return {'missing'} end
-if st[2] ~= ARGV[1] then return {'wrong_client'} end
-if st[1] == 'redeemed' then return {'redeemed'} end
-local now = tonumber(ARGV[2])
-if now >= tonumber(st[3]) or st[1] == 'expired' then return {'expired'} end
-local interval = tonumber(st[4])
-if now < tonumber(st[5]) then
-  -- CIBA Core §11: slow_down adds 5 s for this and every later request.
-  interval = interval + 5
-  redis.call('HSET', KEYS[1], 'interval', interval, 'next', now + interval * 1000)
-  return {'slow_down', interval}
-end
-redis.call('HSET', KEYS[1], 'next', now + interval * 1000)
-if st[1] == 'pending' then return {'pending'} end
-if st[1] == 'denied' then return {'denied'} end
-local f = redis.call('HMGET', KEYS[1], 'rec', 'approval')
-return {'approved', f[1], f[2]}
-`)
+// scriptPoll is lua/poll.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptPoll = newLua("poll", []string{"req"}, []string{"client", "now_ms"})
 
 // Poll reads a request for the CIBA grant on behalf of client, enforcing
 // the polling interval. An approved request is returned with its record
@@ -377,16 +276,9 @@ func decodeRecApproval(rec, approval any) (*Request, *Approval, error) {
 // expired or changed since it was polled.
 var ErrNotRedeemable = errors.New("store: request not redeemable")
 
-// KEYS[1] request, KEYS[2..3] audit. ARGV: 1 now, 2.. audit.
-var scriptRedeem = redis.NewScript(luaAudit + `
-local stale = audit_stale(2, 2)
-if stale then return {'stale', stale} end
-local st = redis.call('HMGET', KEYS[1], 'state', 'exp')
-if st[1] ~= 'approved' or tonumber(ARGV[1]) >= tonumber(st[2]) then return {'gone'} end
-audit_write(2, 2)
-redis.call('HSET', KEYS[1], 'state', 'redeemed')
-return {'ok'}
-`)
+// scriptRedeem is lua/redeem.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptRedeem = newAudited("redeem", []string{"req"}, []string{"now_ms"})
 
 // Redeem marks an approved request redeemed: one auth_req_id yields at
 // most one token response, ever. The token-issued event is written in the

@@ -96,27 +96,10 @@ type rulesetActivation struct {
 	By string    `json:"by"`
 }
 
-// KEYS 1 seq, 2 meta, 3 src, 4 activated, 5 active, 6..7 audit.
-// ARGV 1 expected version, 2 only if none, 3 meta, 4 src, 5 activation,
-// 6 channel, 7 message prefix, 8.. audit.
-var scriptSaveRuleset = redis.NewScript(luaAudit + `
-local stale = audit_stale(6, 8)
-if stale then return {'stale', stale} end
-if ARGV[2] == '1' then
-  local cur = redis.call('GET', KEYS[5])
-  if cur then return {'exists', cur} end
-end
-local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
-if seq + 1 ~= tonumber(ARGV[1]) then return {'seq', tostring(seq)} end
-audit_write(6, 8)
-local v = tostring(redis.call('INCR', KEYS[1]))
-redis.call('HSET', KEYS[2], v, ARGV[3])
-redis.call('HSET', KEYS[3], v, ARGV[4])
-redis.call('HSET', KEYS[4], v, ARGV[5])
-redis.call('SET', KEYS[5], v)
-redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. v)
-return {'ok', v}
-`)
+// scriptSaveRuleset is lua/save_ruleset.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptSaveRuleset = newAudited("save_ruleset", []string{"seq", "meta", "src", "activated", "active"},
+	[]string{"version", "only_if_none", "meta", "src", "activation", "channel", "message"})
 
 // SaveRulesetVersion stores r as the next version and makes it active, with
 // its audit event and the announcement on RulesChannel, in one script
@@ -166,18 +149,9 @@ func (db *DB) SaveRulesetVersion(ctx context.Context, r NewRuleset) (int64, erro
 	return 0, errors.New("store: ruleset versions too contended")
 }
 
-// KEYS 1 meta, 2 activated, 3 active, 4..5 audit. ARGV 1 version,
-// 2 activation, 3 channel, 4 message, 5.. audit.
-var scriptActivateRuleset = redis.NewScript(luaAudit + `
-local stale = audit_stale(4, 5)
-if stale then return {'stale', stale} end
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'missing'} end
-audit_write(4, 5)
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('SET', KEYS[3], ARGV[1])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-return {'ok'}
-`)
+// scriptActivateRuleset is lua/activate_ruleset.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptActivateRuleset = newAudited("activate_ruleset", []string{"meta", "activated", "active"}, []string{"version", "activation", "channel", "message"})
 
 // RollbackRuleset makes an earlier (or any stored) version active again,
 // with its audit event and announcement, in one script (docs/api.md POST
@@ -210,12 +184,9 @@ func rulesDetail(v int64, name, digest, comment string) string {
 	return s
 }
 
-// KEYS 1 active, 2 meta, 3 src, 4 activated.
-var scriptActiveRuleset = redis.NewScript(`
-local v = redis.call('GET', KEYS[1])
-if not v then return {} end
-return {v, redis.call('HGET', KEYS[2], v) or '', redis.call('HGET', KEYS[3], v) or '', redis.call('HGET', KEYS[4], v) or ''}
-`)
+// scriptActiveRuleset is lua/active_ruleset.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptActiveRuleset = newLua("active_ruleset", []string{"active", "meta", "src", "activated"}, nil)
 
 // ActiveRuleset returns the active version with its source, read
 // atomically; ErrNotFound when no version was ever activated.
@@ -315,17 +286,9 @@ type ShadowStats struct {
 	Moves   map[string]int64 `json:"moves"` // "policy->device": N
 }
 
-// KEYS 1 shadow, 2 stats, 3..4 audit. ARGV 1 src, 2 digest, 3 name,
-// 4 set_at, 5 set_by, 6 channel, 7 message, 8.. audit.
-var scriptSetShadow = redis.NewScript(luaAudit + `
-local stale = audit_stale(3, 8)
-if stale then return {'stale', stale} end
-audit_write(3, 8)
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[1], 'src', ARGV[1], 'digest', ARGV[2], 'name', ARGV[3], 'set_at', ARGV[4], 'set_by', ARGV[5])
-redis.call('PUBLISH', ARGV[6], ARGV[7])
-return {'ok'}
-`)
+// scriptSetShadow is lua/set_shadow.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptSetShadow = newAudited("set_shadow", []string{"shadow", "stats"}, []string{"src", "digest", "name", "set_at", "set_by", "channel", "message"})
 
 // SetShadowRuleset stores a shadow candidate (replacing any other and
 // resetting the counts), audits and announces it, in one script.
@@ -339,16 +302,9 @@ func (db *DB) SetShadowRuleset(ctx context.Context, s ShadowRuleset) error {
 	return err
 }
 
-// KEYS 1 shadow, 2 stats, 3..4 audit. ARGV 1 channel, 2 message, 3.. audit.
-var scriptClearShadow = redis.NewScript(luaAudit + `
-local stale = audit_stale(3, 3)
-if stale then return {'stale', stale} end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-audit_write(3, 3)
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return {'ok'}
-`)
+// scriptClearShadow is lua/clear_shadow.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptClearShadow = newAudited("clear_shadow", []string{"shadow", "stats"}, []string{"channel", "message"})
 
 // ClearShadowRuleset turns shadow mode off; ErrNotFound when it was off.
 func (db *DB) ClearShadowRuleset(ctx context.Context, by string) error {
@@ -392,19 +348,9 @@ func (db *DB) Shadow(ctx context.Context) (*ShadowRuleset, *ShadowStats, error) 
 	return s, stats, nil
 }
 
-// KEYS 1 shadow, 2 stats. ARGV 1 digest, 2 total, 3 changed, then move,
-// count pairs.
-var scriptAddShadowStats = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'digest') ~= ARGV[1] then return 0 end
-if redis.call('HGET', KEYS[2], 'digest') ~= ARGV[1] then
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[2], 'digest', ARGV[1])
-end
-redis.call('HINCRBY', KEYS[2], 'total', ARGV[2])
-redis.call('HINCRBY', KEYS[2], 'changed', ARGV[3])
-for i = 4, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], 'm:' .. ARGV[i], ARGV[i+1]) end
-return 1
-`)
+// scriptAddShadowStats is lua/add_shadow_stats.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptAddShadowStats = newLua("add_shadow_stats", []string{"shadow", "stats"}, []string{"digest", "total", "changed", "moves..."})
 
 // AddShadowStats adds one node's counts for the shadow ruleset digest. The
 // counts are dropped when that shadow is no longer the one set, so a

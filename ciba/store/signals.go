@@ -136,19 +136,9 @@ type Lookup struct {
 	SignalsFor string
 }
 
-// KEYS 1 client, 2 user:<hint>, 3 user-email:<hint>. ARGV 1 user key
-// prefix, 2 user devices prefix. Returns {client, user, devices}.
-var scriptLookup = redis.NewScript(`
-local c = redis.call('GET', KEYS[1]) or ''
-local u = redis.call('GET', KEYS[2])
-if not u then
-  local id = redis.call('GET', KEYS[3])
-  if id then u = redis.call('GET', ARGV[1] .. id) end
-end
-if not u then return {c, '', 0} end
-local id = cjson.decode(u)['id']
-return {c, u, redis.call('SCARD', ARGV[2] .. id)}
-`)
+// scriptLookup is lua/lookup.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptLookup = newLua("lookup", []string{"client", "user_by_id", "user_by_email"}, []string{"user_prefix", "devices_prefix"})
 
 // LookupAuthorize reads, in one pipelined round trip, the client, the
 // user a login_hint names (by id or email) and, taking the hint as a user

@@ -37,10 +37,9 @@ func (db *DB) Swap(ctx context.Context, name string, old, next []byte) (bool, er
 	return n == 1, err
 }
 
-var scriptSwap = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
-return 1`)
+// scriptSwap is lua/swap.lua; the names are its KEYS and ARGV as
+// passed below, in order.
+var scriptSwap = newLua("swap", []string{"singleton"}, []string{"old", "next"})
 
 // UseOnce records that the single-use identifier id of kind (a JWT jti)
 // has been seen, until it expires. It reports false when it was already

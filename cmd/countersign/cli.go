@@ -226,193 +226,243 @@ type verbFunc func(ctx context.Context, c *adminClient, pos []string, out *outpu
 
 // adminVerbs declares each verb's own flags on fs and returns the verbs.
 func adminVerbs(fs *flag.FlagSet) map[string]verbFunc {
-	var (
-		id, name, owner, tier, mode, endpoint, scope, meta = new(string), new(string), new(string), new(string), new(string), new(string), new(string), new(string)
-		email, attrsJSON, mayAct, user                     = new(string), new(string), new(string), new(string)
-		enable                                             = new(bool)
-		attrs                                              listFlag
-	)
-	verbs := map[string]verbFunc{}
-	verbs["clients add"] = func(ctx context.Context, c *adminClient, pos []string, out *output) error {
-		if err := wantArgs(pos, 0, "clients add [flags]"); err != nil {
-			return err
-		}
-		body := map[string]any{}
-		if *meta != "" {
-			if err := json.Unmarshal([]byte(*meta), &body); err != nil {
-				return usageError("--metadata is not a JSON object: " + err.Error())
-			}
-		}
-		for k, v := range map[string]string{"client_id": *id, "client_name": *name, "backchannel_token_delivery_mode": *mode,
-			"backchannel_client_notification_endpoint": *endpoint, "scope": *scope} {
-			if v != "" {
-				body[k] = v
-			}
-		}
-		if *owner != "" || *tier != "" {
-			agent, _ := body["agent"].(map[string]any)
-			if agent == nil {
-				agent = map[string]any{}
-			}
-			if *owner != "" {
-				agent["owner"] = *owner
-			}
-			if *tier != "" {
-				agent["trust_tier"] = *tier
-			}
-			body["agent"] = agent
-		}
-		b, err := c.call(ctx, "POST", "/admin/clients", body)
-		if err != nil {
-			return err
-		}
-		return out.object(b, func(m map[string]any) {
-			out.kv(m, "client_id", "client_name", "backchannel_token_delivery_mode", "token_endpoint_auth_method")
-			if s, _ := m["client_secret"].(string); s != "" {
-				fmt.Fprintf(out.w, "client_secret: %s\n\nThe secret is shown only once: store it now.\n", s)
-			}
-		})
+	f := &adminFlags{}
+	f.register(fs)
+	return map[string]verbFunc{
+		"clients add":     f.clientsAdd,
+		"clients list":    clientsList,
+		"clients show":    getVerb("clients show CLIENT_ID", "/admin/clients/"),
+		"clients rm":      deleteVerb("clients rm CLIENT_ID", "/admin/clients/", "deleted client"),
+		"clients disable": f.clientsDisable,
+		"users add":       f.usersAdd,
+		"users list":      usersList,
+		"users show":      getVerb("users show USER_ID", "/admin/users/"),
+		"users rm":        deleteVerb("users rm USER_ID", "/admin/users/", "deleted user"),
+		"users enroll":    usersEnroll,
+		"agents revoke":   f.agentsRevoke,
 	}
-	verbs["clients list"] = func(ctx context.Context, c *adminClient, pos []string, out *output) error {
-		if err := wantArgs(pos, 0, "clients list"); err != nil {
-			return err
-		}
-		b, err := c.call(ctx, "GET", "/admin/clients", nil)
-		if err != nil {
-			return err
-		}
-		return out.table(b, "clients", []string{"CLIENT_ID", "NAME", "MODE", "TRUST_TIER", "OWNER", "DISABLED"},
-			[]string{"client_id", "client_name", "backchannel_token_delivery_mode", "agent.trust_tier", "agent.owner", "disabled"})
-	}
-	verbs["clients show"] = getVerb("clients show CLIENT_ID", "/admin/clients/")
-	verbs["clients rm"] = deleteVerb("clients rm CLIENT_ID", "/admin/clients/", "deleted client")
-	verbs["clients disable"] = func(ctx context.Context, c *adminClient, pos []string, out *output) error {
-		if err := wantArgs(pos, 1, "clients disable CLIENT_ID [--enable]"); err != nil {
-			return err
-		}
-		b, err := c.call(ctx, "PATCH", "/admin/clients/"+url.PathEscape(pos[0]), map[string]any{"disabled": !*enable})
-		if err != nil {
-			return err
-		}
-		return out.object(b, func(map[string]any) {
-			if *enable {
-				fmt.Fprintf(out.w, "enabled client %s\n", pos[0])
-			} else {
-				fmt.Fprintf(out.w, "disabled client %s: it now gets invalid_client\n", pos[0])
-			}
-		})
-	}
-	verbs["users add"] = func(ctx context.Context, c *adminClient, pos []string, out *output) error {
-		if err := wantArgs(pos, 1, "users add USER_ID [--email E] [--attr KEY=VALUE]..."); err != nil {
-			return err
-		}
-		body := map[string]any{"id": pos[0]}
-		if *email != "" {
-			body["email"] = *email
-		}
-		a := map[string]any{}
-		if *attrsJSON != "" {
-			if err := json.Unmarshal([]byte(*attrsJSON), &a); err != nil {
-				return usageError("--attributes is not a JSON object: " + err.Error())
-			}
-		}
-		for _, kv := range attrs {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok || k == "" {
-				return usageError("--attr wants KEY=VALUE, not " + kv)
-			}
-			var val any = v
-			if json.Unmarshal([]byte(v), &val) != nil { // numbers, booleans, lists as JSON; the rest as text
-				val = v
-			}
-			a[k] = val
-		}
-		if len(a) > 0 {
-			body["attributes"] = a
-		}
-		if *mayAct != "" {
-			var m []any
-			if err := json.Unmarshal([]byte(*mayAct), &m); err != nil {
-				return usageError("--may-act is not a JSON array: " + err.Error())
-			}
-			body["may_act"] = m
-		}
-		b, err := c.call(ctx, "POST", "/admin/users", body)
-		if err != nil {
-			return err
-		}
-		return out.object(b, func(m map[string]any) { fmt.Fprintf(out.w, "created user %s\n", m["id"]) })
-	}
-	verbs["users list"] = func(ctx context.Context, c *adminClient, pos []string, out *output) error {
-		if err := wantArgs(pos, 0, "users list"); err != nil {
-			return err
-		}
-		b, err := c.call(ctx, "GET", "/admin/users", nil)
-		if err != nil {
-			return err
-		}
-		return out.table(b, "users", []string{"ID", "EMAIL", "CREATED"}, []string{"id", "email", "created_at"})
-	}
-	verbs["users show"] = getVerb("users show USER_ID", "/admin/users/")
-	verbs["users rm"] = deleteVerb("users rm USER_ID", "/admin/users/", "deleted user")
-	verbs["users enroll"] = func(ctx context.Context, c *adminClient, pos []string, out *output) error {
-		if err := wantArgs(pos, 1, "users enroll USER_ID"); err != nil {
-			return err
-		}
-		b, err := c.call(ctx, "POST", "/admin/users/"+url.PathEscape(pos[0])+"/enrollments", nil)
-		if err != nil {
-			return err
-		}
-		return out.object(b, func(m map[string]any) {
-			link, _ := m["url"].(string)
-			fmt.Fprintf(out.w, "Enrollment for %s (one use, until %s)\n  code: %s\n  link: %s\n\n", pos[0], m["expires_at"], m["code"], link)
-			if err := writeQR(out.w, link); err == nil {
-				fmt.Fprintln(out.w, "\nScan the code with the phone's camera, or open the link on the phone.")
-			}
-		})
-	}
-	verbs["agents revoke"] = func(ctx context.Context, c *adminClient, pos []string, out *output) error {
-		if err := wantArgs(pos, 1, "agents revoke CLIENT_ID [--user USER_ID]"); err != nil {
-			return err
-		}
-		body := map[string]any{}
-		if *user != "" {
-			body["user_id"] = *user
-		}
-		b, err := c.call(ctx, "POST", "/admin/agents/"+url.PathEscape(pos[0])+"/revoke", body)
-		if err != nil {
-			return err
-		}
-		return out.object(b, func(map[string]any) {
-			who := "every user"
-			if *user != "" {
-				who = "user " + *user
-			}
-			fmt.Fprintf(out.w, "revoked every grant and token of %s for %s\n", pos[0], who)
-		})
-	}
-	// Each verb's own flags (unknown flags of other verbs are refused by fs).
+}
+
+// adminFlags are the flags of the admin verbs; each verb registers its own.
+type adminFlags struct {
+	id, name, owner, tier, mode, endpoint, scope, meta string
+	email, attrsJSON, mayAct, user                     string
+	enable                                             bool
+	attrs                                              listFlag
+}
+
+// register adds the flags of the verb fs is named after (unknown flags of
+// other verbs are refused by fs).
+func (f *adminFlags) register(fs *flag.FlagSet) {
 	switch fs.Name() {
 	case "clients add":
-		fs.StringVar(id, "id", "", "client_id (default: generated)")
-		fs.StringVar(name, "name", "", "client_name shown to users")
-		fs.StringVar(owner, "owner", "", "agent owner shown to users")
-		fs.StringVar(tier, "trust-tier", "", "first_party, standard or untrusted")
-		fs.StringVar(mode, "mode", "", "token delivery: poll, ping or push")
-		fs.StringVar(endpoint, "endpoint", "", "backchannel_client_notification_endpoint (ping and push)")
-		fs.StringVar(scope, "scope", "", "scopes the client may ask for")
-		fs.StringVar(meta, "metadata", "", "more client metadata as a JSON object (the fields of POST /admin/clients in docs/api.md)")
+		fs.StringVar(&f.id, "id", "", "client_id (default: generated)")
+		fs.StringVar(&f.name, "name", "", "client_name shown to users")
+		fs.StringVar(&f.owner, "owner", "", "agent owner shown to users")
+		fs.StringVar(&f.tier, "trust-tier", "", "first_party, standard or untrusted")
+		fs.StringVar(&f.mode, "mode", "", "token delivery: poll, ping or push")
+		fs.StringVar(&f.endpoint, "endpoint", "", "backchannel_client_notification_endpoint (ping and push)")
+		fs.StringVar(&f.scope, "scope", "", "scopes the client may ask for")
+		fs.StringVar(&f.meta, "metadata", "", "more client metadata as a JSON object (the fields of POST /admin/clients in docs/api.md)")
 	case "clients disable":
-		fs.BoolVar(enable, "enable", false, "enable the client again")
+		fs.BoolVar(&f.enable, "enable", false, "enable the client again")
 	case "users add":
-		fs.StringVar(email, "email", "", "email address (also a login_hint)")
-		fs.Var(&attrs, "attr", "attribute KEY=VALUE (VALUE as JSON when it parses); repeatable")
-		fs.StringVar(attrsJSON, "attributes", "", "attributes as a JSON object")
-		fs.StringVar(mayAct, "may-act", "", `may_act as a JSON array, e.g. [{"client_id":"a","max_amount":100}]`)
+		fs.StringVar(&f.email, "email", "", "email address (also a login_hint)")
+		fs.Var(&f.attrs, "attr", "attribute KEY=VALUE (VALUE as JSON when it parses); repeatable")
+		fs.StringVar(&f.attrsJSON, "attributes", "", "attributes as a JSON object")
+		fs.StringVar(&f.mayAct, "may-act", "", `may_act as a JSON array, e.g. [{"client_id":"a","max_amount":100}]`)
 	case "agents revoke":
-		fs.StringVar(user, "user", "", "revoke for this user only")
+		fs.StringVar(&f.user, "user", "", "revoke for this user only")
 	}
-	return verbs
+}
+
+func (f *adminFlags) clientsAdd(ctx context.Context, c *adminClient, pos []string, out *output) error {
+	if err := wantArgs(pos, 0, "clients add [flags]"); err != nil {
+		return err
+	}
+	body, err := f.clientBody()
+	if err != nil {
+		return err
+	}
+	b, err := c.call(ctx, "POST", "/admin/clients", body)
+	if err != nil {
+		return err
+	}
+	return out.object(b, func(m map[string]any) {
+		out.kv(m, "client_id", "client_name", "backchannel_token_delivery_mode", "token_endpoint_auth_method")
+		if s, _ := m["client_secret"].(string); s != "" {
+			fmt.Fprintf(out.w, "client_secret: %s\n\nThe secret is shown only once: store it now.\n", s)
+		}
+	})
+}
+
+// clientBody is the POST /admin/clients body: --metadata, overridden by
+// the flags given.
+func (f *adminFlags) clientBody() (map[string]any, error) {
+	body := map[string]any{}
+	if f.meta != "" {
+		if err := json.Unmarshal([]byte(f.meta), &body); err != nil {
+			return nil, usageError("--metadata is not a JSON object: " + err.Error())
+		}
+	}
+	for k, v := range map[string]string{"client_id": f.id, "client_name": f.name, "backchannel_token_delivery_mode": f.mode,
+		"backchannel_client_notification_endpoint": f.endpoint, "scope": f.scope} {
+		if v != "" {
+			body[k] = v
+		}
+	}
+	if f.owner != "" || f.tier != "" {
+		agent, _ := body["agent"].(map[string]any)
+		if agent == nil {
+			agent = map[string]any{}
+		}
+		if f.owner != "" {
+			agent["owner"] = f.owner
+		}
+		if f.tier != "" {
+			agent["trust_tier"] = f.tier
+		}
+		body["agent"] = agent
+	}
+	return body, nil
+}
+
+func clientsList(ctx context.Context, c *adminClient, pos []string, out *output) error {
+	if err := wantArgs(pos, 0, "clients list"); err != nil {
+		return err
+	}
+	b, err := c.call(ctx, "GET", "/admin/clients", nil)
+	if err != nil {
+		return err
+	}
+	return out.table(b, "clients", []string{"CLIENT_ID", "NAME", "MODE", "TRUST_TIER", "OWNER", "DISABLED"},
+		[]string{"client_id", "client_name", "backchannel_token_delivery_mode", "agent.trust_tier", "agent.owner", "disabled"})
+}
+
+func (f *adminFlags) clientsDisable(ctx context.Context, c *adminClient, pos []string, out *output) error {
+	if err := wantArgs(pos, 1, "clients disable CLIENT_ID [--enable]"); err != nil {
+		return err
+	}
+	b, err := c.call(ctx, "PATCH", "/admin/clients/"+url.PathEscape(pos[0]), map[string]any{"disabled": !f.enable})
+	if err != nil {
+		return err
+	}
+	return out.object(b, func(map[string]any) {
+		if f.enable {
+			fmt.Fprintf(out.w, "enabled client %s\n", pos[0])
+		} else {
+			fmt.Fprintf(out.w, "disabled client %s: it now gets invalid_client\n", pos[0])
+		}
+	})
+}
+
+func (f *adminFlags) usersAdd(ctx context.Context, c *adminClient, pos []string, out *output) error {
+	if err := wantArgs(pos, 1, "users add USER_ID [--email E] [--attr KEY=VALUE]..."); err != nil {
+		return err
+	}
+	body, err := f.userBody(pos[0])
+	if err != nil {
+		return err
+	}
+	b, err := c.call(ctx, "POST", "/admin/users", body)
+	if err != nil {
+		return err
+	}
+	return out.object(b, func(m map[string]any) { fmt.Fprintf(out.w, "created user %s\n", m["id"]) })
+}
+
+// userBody is the POST /admin/users body for user id.
+func (f *adminFlags) userBody(id string) (map[string]any, error) {
+	body := map[string]any{"id": id}
+	if f.email != "" {
+		body["email"] = f.email
+	}
+	a, err := f.attributes()
+	if err != nil {
+		return nil, err
+	}
+	if len(a) > 0 {
+		body["attributes"] = a
+	}
+	if f.mayAct != "" {
+		var m []any
+		if err := json.Unmarshal([]byte(f.mayAct), &m); err != nil {
+			return nil, usageError("--may-act is not a JSON array: " + err.Error())
+		}
+		body["may_act"] = m
+	}
+	return body, nil
+}
+
+// attributes merges --attributes and every --attr.
+func (f *adminFlags) attributes() (map[string]any, error) {
+	a := map[string]any{}
+	if f.attrsJSON != "" {
+		if err := json.Unmarshal([]byte(f.attrsJSON), &a); err != nil {
+			return nil, usageError("--attributes is not a JSON object: " + err.Error())
+		}
+	}
+	for _, kv := range f.attrs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usageError("--attr wants KEY=VALUE, not " + kv)
+		}
+		var val any = v
+		if json.Unmarshal([]byte(v), &val) != nil { // numbers, booleans, lists as JSON; the rest as text
+			val = v
+		}
+		a[k] = val
+	}
+	return a, nil
+}
+
+func usersList(ctx context.Context, c *adminClient, pos []string, out *output) error {
+	if err := wantArgs(pos, 0, "users list"); err != nil {
+		return err
+	}
+	b, err := c.call(ctx, "GET", "/admin/users", nil)
+	if err != nil {
+		return err
+	}
+	return out.table(b, "users", []string{"ID", "EMAIL", "CREATED"}, []string{"id", "email", "created_at"})
+}
+
+func usersEnroll(ctx context.Context, c *adminClient, pos []string, out *output) error {
+	if err := wantArgs(pos, 1, "users enroll USER_ID"); err != nil {
+		return err
+	}
+	b, err := c.call(ctx, "POST", "/admin/users/"+url.PathEscape(pos[0])+"/enrollments", nil)
+	if err != nil {
+		return err
+	}
+	return out.object(b, func(m map[string]any) {
+		link, _ := m["url"].(string)
+		fmt.Fprintf(out.w, "Enrollment for %s (one use, until %s)\n  code: %s\n  link: %s\n\n", pos[0], m["expires_at"], m["code"], link)
+		if err := writeQR(out.w, link); err == nil {
+			fmt.Fprintln(out.w, "\nScan the code with the phone's camera, or open the link on the phone.")
+		}
+	})
+}
+
+func (f *adminFlags) agentsRevoke(ctx context.Context, c *adminClient, pos []string, out *output) error {
+	if err := wantArgs(pos, 1, "agents revoke CLIENT_ID [--user USER_ID]"); err != nil {
+		return err
+	}
+	body := map[string]any{}
+	if f.user != "" {
+		body["user_id"] = f.user
+	}
+	b, err := c.call(ctx, "POST", "/admin/agents/"+url.PathEscape(pos[0])+"/revoke", body)
+	if err != nil {
+		return err
+	}
+	return out.object(b, func(map[string]any) {
+		who := "every user"
+		if f.user != "" {
+			who = "user " + f.user
+		}
+		fmt.Fprintf(out.w, "revoked every grant and token of %s for %s\n", pos[0], who)
+	})
 }
 
 func getVerb(usage, prefix string) verbFunc {

@@ -39,6 +39,7 @@ type Config struct {
 	LogLevel           string
 	AdminName          string
 	RequestTimeout     time.Duration
+	Abuse              // request rate limits, HTTP timeouts, /metrics (abuse.go)
 }
 
 type flagDef struct {
@@ -52,7 +53,7 @@ type flagDef struct {
 }
 
 func (c *Config) defs() []flagDef {
-	return []flagDef{
+	return append([]flagDef{
 		{name: "issuer", env: "COUNTERSIGN_ISSUER", str: &c.Issuer, help: "issuer URL: what tokens, discovery and enrollment links name (default http:// and the bound listen address)"},
 		{name: "listen", env: "COUNTERSIGN_LISTEN", str: &c.Listen, def: "127.0.0.1:8080", help: "listen address"},
 		{name: "redis-url", env: "COUNTERSIGN_REDIS_URL", str: &c.RedisURL, help: "redis://, rediss://, redis+sentinel://h1:p,h2:p/master, redis+cluster://h1:p,h2:p; empty: embedded in-memory store"},
@@ -77,7 +78,7 @@ func (c *Config) defs() []flagDef {
 		{name: "audit-export-dir", env: "COUNTERSIGN_AUDIT_EXPORT_DIR", str: &c.AuditExportDir, help: "directory for the JSON Lines files of exported audit events"},
 		{name: "request-timeout", env: "COUNTERSIGN_REQUEST_TIMEOUT", dur: &c.RequestTimeout, def: "5s", help: "deadline of every request, Redis included; past it the answer is 503 temporarily_unavailable"},
 		{name: "log-level", env: "COUNTERSIGN_LOG_LEVEL", str: &c.LogLevel, def: "info", help: "debug, info, warn or error"},
-	}
+	}, c.abuseDefs()...)
 }
 
 var errHelp = errors.New("help shown")
@@ -144,6 +145,26 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 // Validate checks the configuration as a whole.
 func (c *Config) Validate() error {
 	var errs []error
+	for _, check := range configChecks {
+		errs = append(errs, check(c)...)
+	}
+	return errors.Join(errs...)
+}
+
+// configChecks are Validate's rules, one named check per concern; each
+// returns what it finds wrong.
+var configChecks = []func(c *Config) []error{
+	checkIssuer,
+	checkConnection,
+	checkKeysAndAudit,
+	checkDurations,
+	checkLimits,
+	checkVAPIDSubject,
+	checkLogLevel,
+	func(c *Config) []error { return c.Abuse.validate(c.RequestTimeout) },
+}
+
+func checkIssuer(c *Config) []error {
 	issuer := c.Issuer
 	if issuer == "" {
 		// Derived from the bound address at start; checked here as it
@@ -153,12 +174,19 @@ func (c *Config) Validate() error {
 	u, err := url.Parse(issuer)
 	switch {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		errs = append(errs, errors.New("issuer must be an absolute http(s) URL"))
+		return []error{errors.New("issuer must be an absolute http(s) URL")}
 	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(issuer, "/"):
-		errs = append(errs, errors.New("issuer must have no query, fragment or trailing slash (RFC 8414 §2)"))
+		return []error{errors.New("issuer must have no query, fragment or trailing slash (RFC 8414 §2)")}
 	case u.Scheme == "http" && !c.Dev && !isLoopbackHost(u.Hostname()):
-		errs = append(errs, fmt.Errorf("issuer %s must be https unless it is loopback or --dev is set (set --issuer to the https URL clients use)", issuer))
+		return []error{fmt.Errorf("issuer %s must be https unless it is loopback or --dev is set (set --issuer to the https URL clients use)", issuer)}
 	}
+	return nil
+}
+
+// checkConnection checks the listen address, the Redis URL and the admin
+// token that goes with an external Redis.
+func checkConnection(c *Config) []error {
+	var errs []error
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("listen: %v", err))
 	}
@@ -173,6 +201,11 @@ func (c *Config) Validate() error {
 	if c.RedisURL != "" && c.AdminToken == "" {
 		errs = append(errs, errors.New("admin-token is required with an external Redis (it is only generated in embedded mode)"))
 	}
+	return errs
+}
+
+func checkKeysAndAudit(c *Config) []error {
+	var errs []error
 	if c.KeyRotation != 0 && c.KeyRotation < time.Hour {
 		errs = append(errs, errors.New("signing-key-rotation must be 0 or at least 1h (tokens signed by a key must expire before it leaves the JWKS)"))
 	}
@@ -182,6 +215,11 @@ func (c *Config) Validate() error {
 	if c.AuditRetention > 0 && c.AuditExportDir == "" {
 		errs = append(errs, errors.New("audit-retention needs audit-export-dir: events are exported before they are trimmed"))
 	}
+	return errs
+}
+
+func checkDurations(c *Config) []error {
+	var errs []error
 	for name, d := range map[string]time.Duration{"access-token-ttl": c.AccessTokenTTL, "id-token-ttl": c.IDTokenTTL,
 		"default-expiry": c.DefaultExpiry, "max-expiry": c.MaxExpiry} {
 		if d < time.Second || d > 24*time.Hour {
@@ -194,24 +232,36 @@ func (c *Config) Validate() error {
 	if c.PollInterval < 1 || c.PollInterval > 60 {
 		errs = append(errs, errors.New("poll-interval must be 1 to 60 seconds"))
 	}
+	if c.RequestTimeout < 100*time.Millisecond || c.RequestTimeout > 30*time.Second {
+		errs = append(errs, errors.New("request-timeout must be between 100ms and 30s"))
+	}
+	return errs
+}
+
+func checkLimits(c *Config) []error {
+	var errs []error
 	for name, n := range map[string]int{"max-pending-per-user": c.MaxPendingPerUser,
 		"max-pending-per-agent-user": c.MaxPendingPerAgent, "max-pushes-per-minute": c.MaxPushesPerMinute} {
 		if n < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))
 		}
 	}
+	return errs
+}
+
+func checkVAPIDSubject(c *Config) []error {
 	if strings.HasPrefix(c.VAPIDSubject, "mailto:") || !strings.Contains(c.VAPIDSubject, "@") && !strings.HasPrefix(c.VAPIDSubject, "https://") {
-		errs = append(errs, errors.New("vapid-subject must be an email address without mailto: (webpush-go adds it) or an https URL"))
+		return []error{errors.New("vapid-subject must be an email address without mailto: (webpush-go adds it) or an https URL")}
 	}
-	if c.RequestTimeout < 100*time.Millisecond || c.RequestTimeout > 30*time.Second {
-		errs = append(errs, errors.New("request-timeout must be between 100ms and 30s"))
-	}
+	return nil
+}
+
+func checkLogLevel(c *Config) []error {
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, errors.New("log-level must be debug, info, warn or error"))
+		return nil
 	}
-	return errors.Join(errs...)
+	return []error{errors.New("log-level must be debug, info, warn or error")}
 }
 
 func isLoopbackHost(h string) bool {

@@ -94,13 +94,55 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 // runDemo runs the demo on the clock now (the server's and the stub
 // phone's).
 func runDemo(ctx context.Context, stub bool, listen, issuer string, now func() time.Time, out io.Writer, stderr io.Writer) error {
-	cfg, err := parseConfig(nil, func(string) string { return "" }, stderr)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d, err := startDemoServer(ctx, listen, issuer, now, out, stderr)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", listen)
+	defer d.stop()
+	client, enr, err := d.setUp(ctx, out)
 	if err != nil {
 		return err
+	}
+	if stub {
+		stop, err := d.enrollStub(ctx, enr, out)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	} else if err := d.enrollPhone(ctx, enr, out); err != nil {
+		return err
+	}
+	agent := &demoAgentClient{base: d.local, id: client.ID, secret: client.Secret, http: &http.Client{Timeout: 30 * time.Second}, out: out}
+	for i, r := range demoRequests {
+		fmt.Fprintf(out, "\n%d. %s\n", i+4, r.title)
+		if err := agent.run(ctx, r); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(out, "\nDone: three requests, three paths (context, policy, device).")
+	return nil
+}
+
+// demoServer is the demo's own node, served on a loopback listener.
+type demoServer struct {
+	cfg   *Config
+	node  *node
+	local string // http://host:port
+	now   func() time.Time
+	stop  func()
+}
+
+// startDemoServer starts a dev node with the embedded store.
+func startDemoServer(ctx context.Context, listen, issuer string, now func() time.Time, out, stderr io.Writer) (*demoServer, error) {
+	cfg, err := parseConfig(nil, func(string) string { return "" }, stderr)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, err
 	}
 	local := "http://" + ln.Addr().String()
 	cfg.Listen, cfg.Issuer, cfg.Dev, cfg.PollInterval, cfg.LogLevel = ln.Addr().String(), local, true, 2, "warn"
@@ -109,96 +151,106 @@ func runDemo(ctx context.Context, stub bool, listen, issuer string, now func() t
 	}
 	if err := cfg.Validate(); err != nil {
 		ln.Close()
-		return err
+		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	n, err := newNode(ctx, cfg, newLogger(cfg.LogLevel, stderr), out, now)
 	if err != nil {
 		ln.Close()
-		return err
+		return nil, err
 	}
-	defer n.close()
 	hs := &http.Server{Handler: n.handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(ln) }()
-	defer func() {
+	stop := func() {
 		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
 		defer c()
 		_ = hs.Shutdown(sctx)
-	}()
+		n.close()
+	}
 	fmt.Fprintf(out, "Countersign demo server on %s (issuer %s), embedded store: everything is forgotten on exit.\n\n", local, cfg.Issuer)
+	return &demoServer{cfg: cfg, node: n, local: local, now: now, stop: stop}, nil
+}
 
-	admin := &adminClient{server: local, token: cfg.AdminToken, client: &http.Client{Timeout: 30 * time.Second}}
-	tz := daytimeZone(now())
+// demoClient is the registered demo agent's credentials.
+type demoClient struct {
+	ID     string `json:"client_id"`
+	Secret string `json:"client_secret"`
+}
+
+// demoEnrollment is the one-use enrollment of the demo user's phone.
+type demoEnrollment struct{ Code, URL string }
+
+// setUp creates the demo user, registers the demo agent and opens an
+// enrollment for the user's phone, through the admin API.
+func (d *demoServer) setUp(ctx context.Context, out io.Writer) (demoClient, demoEnrollment, error) {
+	var client demoClient
+	var enr demoEnrollment
+	admin := &adminClient{server: d.local, token: d.cfg.AdminToken, client: &http.Client{Timeout: 30 * time.Second}}
+	tz := daytimeZone(d.now())
 	if _, err := admin.call(ctx, "POST", "/admin/users", map[string]any{"id": demoUser, "email": "demo@example.com",
 		"attributes": map[string]any{"spending_limit": 1000, "timezone": tz}}); err != nil {
-		return fmt.Errorf("creating the user: %w", err)
+		return client, enr, fmt.Errorf("creating the user: %w", err)
 	}
 	fmt.Fprintf(out, "1. Created the user %q (spending limit 1000 EUR, time zone %s, where it is daytime now:\n"+
 		"   at night the default rules send even a small payment to the phone).\n", demoUser, tz)
 	b, err := admin.call(ctx, "POST", "/admin/clients", map[string]any{"client_id": demoAgent, "client_name": "Demo travel agent",
 		"agent": map[string]any{"trust_tier": "standard", "owner": "Countersign demo"}})
 	if err != nil {
-		return fmt.Errorf("creating the agent: %w", err)
-	}
-	var client struct {
-		ID     string `json:"client_id"`
-		Secret string `json:"client_secret"`
+		return client, enr, fmt.Errorf("creating the agent: %w", err)
 	}
 	_ = json.Unmarshal(b, &client)
 	fmt.Fprintf(out, "2. Registered the agent %q (a CIBA poll client).\n", client.ID)
 	b, err = admin.call(ctx, "POST", "/admin/users/"+demoUser+"/enrollments", nil)
 	if err != nil {
-		return fmt.Errorf("creating the enrollment: %w", err)
+		return client, enr, fmt.Errorf("creating the enrollment: %w", err)
 	}
-	var enr struct{ Code, URL string }
 	_ = json.Unmarshal(b, &enr)
-	if stub {
-		fmt.Fprintf(out, "3. Enroll a phone: the mobile stub opens the enrollment link\n   %s\n\n", enr.URL)
-		p, err := phone.New(local, phone.Options{Listen: "127.0.0.1:0", Name: "Demo stub phone", Now: now})
-		if err != nil {
-			return err
-		}
-		defer p.Close()
-		if err := p.Start(ctx); err != nil {
-			return err
-		}
-		if err := p.Enroll(ctx, enr.Code); err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "   The mobile stub enrolled as device %s; it approves everything it is asked.\n", p.DeviceID())
-		go p.AutoDecide(ctx, phone.Approve, func(push phone.Push, err error) {
-			if err != nil {
-				fmt.Fprintf(out, "   phone: could not decide %q: %v\n", push.BindingMessage, err)
-				return
-			}
-			fmt.Fprintf(out, "   phone: notified (%s), approved %q with its device key\n", push.Summary, push.BindingMessage)
-		})
-	} else {
-		fmt.Fprintf(out, "3. Enroll a phone: open this link on it, or scan the code.\n   %s\n\n", enr.URL)
-		if err := writeQR(out, enr.URL); err != nil {
-			return err
-		}
-		fmt.Fprintln(out)
-		if u, err := url.Parse(cfg.Issuer); err == nil && isLoopbackHost(u.Hostname()) {
-			fmt.Fprintln(out, "   (A loopback address only works in a browser on this machine. For a real phone, serve it over\n"+
-				"   HTTPS on your network and pass --listen 0.0.0.0:8080 --issuer https://<that name>; see the README.)")
-		}
-		fmt.Fprintln(out, "   Waiting for a phone to enroll (Ctrl-C to stop)…")
-		if err := waitForDevice(ctx, n, demoUser); err != nil {
-			return err
-		}
-		fmt.Fprintln(out, "   A phone enrolled.")
-	}
+	return client, enr, nil
+}
 
-	agent := &demoAgentClient{base: local, id: client.ID, secret: client.Secret, http: &http.Client{Timeout: 30 * time.Second}, out: out}
-	for i, r := range demoRequests {
-		fmt.Fprintf(out, "\n%d. %s\n", i+4, r.title)
-		if err := agent.run(ctx, r); err != nil {
-			return err
-		}
+// enrollStub enrolls the mobile stub, which approves everything; stop
+// closes it.
+func (d *demoServer) enrollStub(ctx context.Context, enr demoEnrollment, out io.Writer) (stop func(), err error) {
+	fmt.Fprintf(out, "3. Enroll a phone: the mobile stub opens the enrollment link\n   %s\n\n", enr.URL)
+	p, err := phone.New(d.local, phone.Options{Listen: "127.0.0.1:0", Name: "Demo stub phone", Now: d.now})
+	if err != nil {
+		return nil, err
 	}
-	fmt.Fprintln(out, "\nDone: three requests, three paths (context, policy, device).")
+	if err := p.Start(ctx); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if err := p.Enroll(ctx, enr.Code); err != nil {
+		p.Close()
+		return nil, err
+	}
+	fmt.Fprintf(out, "   The mobile stub enrolled as device %s; it approves everything it is asked.\n", p.DeviceID())
+	go p.AutoDecide(ctx, phone.Approve, func(push phone.Push, err error) {
+		if err != nil {
+			fmt.Fprintf(out, "   phone: could not decide %q: %v\n", push.BindingMessage, err)
+			return
+		}
+		fmt.Fprintf(out, "   phone: notified (%s), approved %q with its device key\n", push.Summary, push.BindingMessage)
+	})
+	return func() { p.Close() }, nil
+}
+
+// enrollPhone shows the enrollment link and QR code and waits for a real
+// phone to enroll.
+func (d *demoServer) enrollPhone(ctx context.Context, enr demoEnrollment, out io.Writer) error {
+	fmt.Fprintf(out, "3. Enroll a phone: open this link on it, or scan the code.\n   %s\n\n", enr.URL)
+	if err := writeQR(out, enr.URL); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	if u, err := url.Parse(d.cfg.Issuer); err == nil && isLoopbackHost(u.Hostname()) {
+		fmt.Fprintln(out, "   (A loopback address only works in a browser on this machine. For a real phone, serve it over\n"+
+			"   HTTPS on your network and pass --listen 0.0.0.0:8080 --issuer https://<that name>; see the README.)")
+	}
+	fmt.Fprintln(out, "   Waiting for a phone to enroll (Ctrl-C to stop)…")
+	if err := waitForDevice(ctx, d.node, demoUser); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "   A phone enrolled.")
 	return nil
 }
 

@@ -81,7 +81,7 @@ func TestBareServiceServesDiscoveryAndDPoPToken(t *testing.T) {
 	id, secret := setup(t, tn)
 	minter := &token.Minter{Issuer: tn.URL, Keys: tn.keys.Get, AccessTTL: 5 * time.Minute, IDTTL: 5 * time.Minute, Now: tn.clock.Now}
 	bare := ciba.New(ciba.Config{Issuer: tn.URL}, tn.db, tn.engine, minter)
-	h := server.New(server.Deps{Service: bare, DB: tn.db, Keys: tn.keys.Get})
+	h := server.New(server.Deps{Service: bare, Keys: tn.keys.Get})
 	serve := func(req *http.Request) reply {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)

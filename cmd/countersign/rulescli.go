@@ -44,11 +44,11 @@ func rulesRemote(ctx context.Context, args []string, getenv func(string) string,
 	verb := args[0]
 	fs := flag.NewFlagSet("rules "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var cf cliFlags
-	cf.register(fs, getenv)
-	comment := fs.String("comment", "", "push: a comment recorded with the version")
-	last := fs.Int("last", 0, "simulate: over the last N audited decisions")
-	requests := fs.String("requests", "", "simulate: a JSON file holding a list of inputs")
+	var f rulesFlags
+	f.cf.register(fs, getenv)
+	fs.StringVar(&f.comment, "comment", "", "push: a comment recorded with the version")
+	fs.IntVar(&f.last, "last", 0, "simulate: over the last N audited decisions")
+	fs.StringVar(&f.requests, "requests", "", "simulate: a JSON file holding a list of inputs")
 	pos, err := parseInterleaved(fs, args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -56,14 +56,14 @@ func rulesRemote(ctx context.Context, args []string, getenv func(string) string,
 		}
 		return 2
 	}
-	if cf.output == "human" { // the name earlier releases documented
-		cf.output = "table"
+	if f.cf.output == "human" { // the name earlier releases documented
+		f.cf.output = "table"
 	}
-	if cf.output != "table" && cf.output != "json" {
-		fmt.Fprintf(stderr, "countersign rules: --output must be table or json, not %q\n", cf.output)
+	if f.cf.output != "table" && f.cf.output != "json" {
+		fmt.Fprintf(stderr, "countersign rules: --output must be table or json, not %q\n", f.cf.output)
 		return 2
 	}
-	rc := cf.connect(stderr, "countersign rules", 60*time.Second)
+	rc := f.cf.connect(stderr, "countersign rules", 60*time.Second)
 	if rc == nil {
 		return 2
 	}
@@ -71,65 +71,101 @@ func rulesRemote(ctx context.Context, args []string, getenv func(string) string,
 		fmt.Fprintf(stderr, "countersign rules %s: %s\n\n%s", verb, msg, rulesUsage)
 		return 2
 	}
-	var method, path string
-	var body map[string]any
-	file := ""
+	req, fail := f.request(verb, pos)
+	if fail != nil {
+		fmt.Fprint(stderr, fail.msg)
+		return fail.code
+	}
+	return rulesSend(ctx, rc, f.cf.output, verb, req, stdout, stderr)
+}
+
+// rulesFlags are the flags of the remote rules verbs.
+type rulesFlags struct {
+	cf       cliFlags
+	comment  string
+	last     int
+	requests string
+}
+
+// rulesRequest is one call of a remote rules verb.
+type rulesRequest struct {
+	method, path string
+	body         map[string]any
+	file         string // the ruleset file sent, for problem lines
+}
+
+// cliFailure is how a verb ends early: its exit code and what it prints.
+type cliFailure struct {
+	code int
+	msg  string
+}
+
+func failf(code int, format string, a ...any) *cliFailure {
+	return &cliFailure{code: code, msg: fmt.Sprintf(format, a...)}
+}
+
+// request maps a verb and its arguments onto the admin API.
+func (f *rulesFlags) request(verb string, pos []string) (rulesRequest, *cliFailure) {
 	switch verb {
 	case "show":
-		method, path = "GET", "/admin/rules"
+		return rulesRequest{method: "GET", path: "/admin/rules"}, nil
 	case "versions":
-		method, path = "GET", "/admin/rules/versions"
+		return rulesRequest{method: "GET", path: "/admin/rules/versions"}, nil
 	case "rollback":
 		v, err := strconv.ParseInt(pos[0], 10, 64)
 		if err != nil || v < 1 {
-			fmt.Fprintf(stderr, "countersign rules rollback: %q is not a version number\n", pos[0])
-			return 2
+			return rulesRequest{}, failf(2, "countersign rules rollback: %q is not a version number\n", pos[0])
 		}
-		method, path, body = "POST", "/admin/rules/rollback", map[string]any{"version": v}
+		return rulesRequest{method: "POST", path: "/admin/rules/rollback", body: map[string]any{"version": v}}, nil
 	case "push", "simulate":
-		file = pos[0]
-		src, err := os.ReadFile(file)
-		if err != nil {
-			fmt.Fprintf(stderr, "countersign rules %s: %v\n", verb, err)
-			return 1
-		}
-		body = map[string]any{"ruleset": string(src)}
-		method, path = "PUT", "/admin/rules"
-		if verb == "push" {
-			body["comment"] = *comment
-			break
-		}
-		method, path = "POST", "/admin/rules/simulate"
-		switch {
-		case (*last > 0) == (*requests != ""):
-			fmt.Fprintln(stderr, "countersign rules simulate: give exactly one of --last N and --requests FILE")
-			return 2
-		case *last > 0:
-			body["last"] = *last
-		default:
-			b, err := os.ReadFile(*requests)
-			if err != nil {
-				fmt.Fprintf(stderr, "countersign rules simulate: %v\n", err)
-				return 1
-			}
-			body["requests"] = json.RawMessage(b)
-		}
-	default:
-		fmt.Fprintf(stderr, "countersign rules: unknown command %q\n\n%s", verb, rulesUsage)
-		return 2
+		return f.rulesetRequest(verb, pos[0])
 	}
-	resp, err := rc.call(ctx, method, path, body)
+	return rulesRequest{}, failf(2, "countersign rules: unknown command %q\n\n%s", verb, rulesUsage)
+}
+
+// rulesetRequest sends the ruleset in file: to become active (push) or
+// to be tried on past or given inputs (simulate).
+func (f *rulesFlags) rulesetRequest(verb, file string) (rulesRequest, *cliFailure) {
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return rulesRequest{}, failf(1, "countersign rules %s: %v\n", verb, err)
+	}
+	req := rulesRequest{method: "PUT", path: "/admin/rules", body: map[string]any{"ruleset": string(src)}, file: file}
+	if verb == "push" {
+		req.body["comment"] = f.comment
+		return req, nil
+	}
+	req.method, req.path = "POST", "/admin/rules/simulate"
+	switch {
+	case (f.last > 0) == (f.requests != ""):
+		return req, failf(2, "countersign rules simulate: give exactly one of --last N and --requests FILE\n")
+	case f.last > 0:
+		req.body["last"] = f.last
+	default:
+		b, err := os.ReadFile(f.requests)
+		if err != nil {
+			return req, failf(1, "countersign rules simulate: %v\n", err)
+		}
+		req.body["requests"] = json.RawMessage(b)
+	}
+	return req, nil
+}
+
+// rulesSend makes the call and prints the answer as JSON or a table; a
+// refused ruleset prints one line per problem.
+func rulesSend(ctx context.Context, rc *adminClient, output, verb string, req rulesRequest, stdout, stderr io.Writer) int {
+	resp, err := rc.call(ctx, req.method, req.path, req.body)
 	if err != nil {
 		fmt.Fprintf(stderr, "countersign rules %s: %v\n", verb, err)
 		var re *apiError
 		if errors.As(err, &re) {
 			for _, p := range re.Problems {
-				fmt.Fprintf(stderr, "%s\n", problemLine(file, p.Line, p.Column, p.Rule, p.Message))
+				fmt.Fprintf(stderr, "%s\n", problemLine(req.file, p.Line, p.Column, p.Rule, p.Message))
 			}
 		}
 		return 1
 	}
-	if cf.output == "json" {
+	if output == "json" {
 		var buf bytes.Buffer
 		if err := json.Indent(&buf, resp, "", "  "); err != nil {
 			fmt.Fprintf(stderr, "countersign rules %s: %v\n", verb, err)
@@ -246,55 +282,15 @@ func printRules(w io.Writer, verb string, resp []byte) error {
 }
 
 func printSimulation(w io.Writer, resp []byte) error {
-	type outcome struct {
-		Path  string `json:"path"`
-		Rules []struct {
-			ID string `json:"id"`
-		} `json:"rules"`
-	}
-	type hits struct {
-		ID   string `json:"id"`
-		Hits int    `json:"hits"`
-	}
-	var v struct {
-		Summary struct {
-			Total   int            `json:"total"`
-			Changed int            `json:"changed"`
-			Moves   map[string]int `json:"moves"`
-		} `json:"summary"`
-		Results []struct {
-			RequestID string  `json:"request_id"`
-			Active    outcome `json:"active"`
-			Candidate outcome `json:"candidate"`
-			Changed   bool    `json:"changed"`
-		} `json:"results"`
-		TopRules struct {
-			Active    []hits `json:"active"`
-			Candidate []hits `json:"candidate"`
-		} `json:"top_rules"`
-	}
+	var v simReport
 	if err := json.Unmarshal(resp, &v); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "%d requests, %d would change\n", v.Summary.Total, v.Summary.Changed)
-	moves := make([]string, 0, len(v.Summary.Moves))
-	for m := range v.Summary.Moves {
-		moves = append(moves, m)
-	}
-	sort.Slice(moves, func(i, j int) bool {
-		if v.Summary.Moves[moves[i]] != v.Summary.Moves[moves[j]] {
-			return v.Summary.Moves[moves[i]] > v.Summary.Moves[moves[j]]
-		}
-		return moves[i] < moves[j]
-	})
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, m := range moves {
-		fmt.Fprintf(tw, "  %s\t%d\n", m, v.Summary.Moves[m])
-	}
-	_ = tw.Flush()
+	printMoves(w, v.Summary.Moves)
 	for _, side := range []struct {
 		name string
-		hits []hits
+		hits []simHits
 	}{{"active", v.TopRules.Active}, {"candidate", v.TopRules.Candidate}} {
 		var parts []string
 		for _, h := range side.hits {
@@ -308,9 +304,66 @@ func printSimulation(w io.Writer, resp []byte) error {
 	if v.Summary.Changed == 0 {
 		return nil
 	}
+	return printChanged(w, v.Results)
+}
+
+// simReport is the answer of POST /admin/rules/simulate, as printed.
+type simReport struct {
+	Summary struct {
+		Total   int            `json:"total"`
+		Changed int            `json:"changed"`
+		Moves   map[string]int `json:"moves"`
+	} `json:"summary"`
+	Results  []simResult `json:"results"`
+	TopRules struct {
+		Active    []simHits `json:"active"`
+		Candidate []simHits `json:"candidate"`
+	} `json:"top_rules"`
+}
+
+type simOutcome struct {
+	Path  string `json:"path"`
+	Rules []struct {
+		ID string `json:"id"`
+	} `json:"rules"`
+}
+
+type simResult struct {
+	RequestID string     `json:"request_id"`
+	Active    simOutcome `json:"active"`
+	Candidate simOutcome `json:"candidate"`
+	Changed   bool       `json:"changed"`
+}
+
+type simHits struct {
+	ID   string `json:"id"`
+	Hits int    `json:"hits"`
+}
+
+// printMoves prints each path change with its count, most frequent first.
+func printMoves(w io.Writer, counts map[string]int) {
+	moves := make([]string, 0, len(counts))
+	for m := range counts {
+		moves = append(moves, m)
+	}
+	sort.Slice(moves, func(i, j int) bool {
+		if counts[moves[i]] != counts[moves[j]] {
+			return counts[moves[i]] > counts[moves[j]]
+		}
+		return moves[i] < moves[j]
+	})
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, m := range moves {
+		fmt.Fprintf(tw, "  %s\t%d\n", m, counts[m])
+	}
+	_ = tw.Flush()
+}
+
+// printChanged lists the requests whose path would change.
+func printChanged(w io.Writer, results []simResult) error {
 	fmt.Fprintln(w, "changed requests:")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for i, r := range v.Results {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for i, r := range results {
 		if !r.Changed {
 			continue
 		}

@@ -35,6 +35,7 @@ type node struct {
 	db      *store.DB
 	service *ciba.Service
 	handler http.Handler
+	metrics http.Handler // /metrics, for --metrics-listen
 	keys    *ciba.KeyRing
 	engine  *risk.Engine
 	pusher  *ciba.DevicePusher
@@ -42,168 +43,253 @@ type node struct {
 	// stopWorker ends the outbox worker and waits for it.
 	stopWorker func()
 	close      func()
+	// closers run in reverse order on close.
+	closers []func()
 }
 
-// newNode wires a node from its configuration.
+// nodeParts are what a node builds before its protocol service.
+type nodeParts struct {
+	log     *slog.Logger
+	now     func() time.Time
+	initial []byte // the --rules file, when given
+	dpop    *dpop.Verifier
+	vapid   notify.VAPIDKeys
+	policy  notify.EndpointPolicy
+	metrics *server.Metrics
+	syncer  *rulesync.Syncer
+}
+
+// newNode wires a node from its configuration: store, keys, rules, the
+// protocol service, background work, then the HTTP handler.
 func newNode(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer, now func() time.Time) (*node, error) {
 	if cfg.Issuer == "" {
 		return nil, errors.New("no issuer: serve derives it from the bound address before starting a node")
 	}
 	n := &node{cfg: cfg}
 	routeRedisLog(log)
-	var rdb redis.UniversalClient
 	// The node's background work (rules, keys, outbox) ends with the node,
 	// before its Redis connection closes.
 	ctx, cancelNode := context.WithCancel(ctx)
-	closers := []func(){cancelNode}
-	if cfg.RedisURL == "" {
-		m := miniredis.NewMiniRedis()
-		if err := m.StartAddr("127.0.0.1:0"); err != nil {
-			return nil, err
-		}
-		// miniredis does not count TTLs down by itself: tick it.
-		tctx, cancel := context.WithCancel(ctx)
-		go func() {
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-tctx.Done():
-					return
-				case <-t.C:
-					m.FastForward(time.Second)
-				}
-			}
-		}()
-		closers = append(closers, cancel, m.Close)
-		rdb = redis.NewUniversalClient(withDeadlines(&redis.UniversalOptions{Addrs: []string{m.Addr()}}, cfg.RequestTimeout))
-		log.Warn("EMBEDDED STORE: no --redis-url given; all state lives in this process's memory only and is lost on exit. Use COUNTERSIGN_REDIS_URL for anything but a trial.")
-		if cfg.AdminToken == "" {
-			b := make([]byte, 24)
-			_, _ = rand.Read(b)
-			cfg.AdminToken = base64.RawURLEncoding.EncodeToString(b)
-			fmt.Fprintf(stdout, "Admin token (generated for this run): %s\n  export COUNTERSIGN_ADMIN_TOKEN=%s\n", cfg.AdminToken, cfg.AdminToken)
-		}
-	} else {
-		o, err := redisOptions(cfg.RedisURL)
-		if err != nil {
-			return nil, err
-		}
-		rdb = redis.NewUniversalClient(withDeadlines(o, cfg.RequestTimeout))
-	}
-	closers = append(closers, func() { rdb.Close() })
+	n.closers = []func(){cancelNode}
 	n.close = func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
+		for i := len(n.closers) - 1; i >= 0; i-- {
+			n.closers[i]()
 		}
 	}
-	n.db = store.Open(rdb, cfg.KeyPrefix)
+	p := &nodeParts{log: log, now: now}
+	for _, step := range []func() error{
+		func() error { return n.openStore(ctx, log, stdout, now) },
+		func() error { return n.loadParts(ctx, p) },
+		func() error { n.buildService(p); return nil },
+		func() error { n.startBackground(ctx, p); return nil },
+	} {
+		if err := step(); err != nil {
+			n.close()
+			return nil, err
+		}
+	}
+	n.closers = append(n.closers, n.stopWorker, cancelNode)
+	n.handler = n.newHandler(p)
+	return n, nil
+}
+
+// openStore connects to Redis (or starts the embedded store) and checks
+// that it answers.
+func (n *node) openStore(ctx context.Context, log *slog.Logger, stdout io.Writer, now func() time.Time) error {
+	var rdb redis.UniversalClient
+	if n.cfg.RedisURL == "" {
+		addr, err := n.startEmbedded(ctx, log, stdout)
+		if err != nil {
+			return err
+		}
+		rdb = redis.NewUniversalClient(withDeadlines(&redis.UniversalOptions{Addrs: []string{addr}}, n.cfg.RequestTimeout))
+	} else {
+		o, err := redisOptions(n.cfg.RedisURL)
+		if err != nil {
+			return err
+		}
+		rdb = redis.NewUniversalClient(withDeadlines(o, n.cfg.RequestTimeout))
+	}
+	n.closers = append(n.closers, func() { rdb.Close() })
+	n.db = store.Open(rdb, n.cfg.KeyPrefix)
 	n.db.Now = now
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := n.db.Ping(pctx); err != nil {
-		n.close()
-		return nil, fmt.Errorf("redis: %w", err)
+		return fmt.Errorf("redis: %w", err)
 	}
+	return nil
+}
+
+// startEmbedded starts the in-process store of a trial run and returns
+// its address; without an admin token it makes one and prints it.
+func (n *node) startEmbedded(ctx context.Context, log *slog.Logger, stdout io.Writer) (string, error) {
+	m := miniredis.NewMiniRedis()
+	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+		return "", err
+	}
+	// miniredis does not count TTLs down by itself: tick it.
+	tctx, cancel := context.WithCancel(ctx)
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-tctx.Done():
+				return
+			case <-t.C:
+				m.FastForward(time.Second)
+			}
+		}
+	}()
+	n.closers = append(n.closers, cancel, m.Close)
+	log.Warn("EMBEDDED STORE: no --redis-url given; all state lives in this process's memory only and is lost on exit. Use COUNTERSIGN_REDIS_URL for anything but a trial.")
+	if n.cfg.AdminToken == "" {
+		b := make([]byte, 24)
+		_, _ = rand.Read(b)
+		n.cfg.AdminToken = base64.RawURLEncoding.EncodeToString(b)
+		fmt.Fprintf(stdout, "Admin token (generated for this run): %s\n  export COUNTERSIGN_ADMIN_TOKEN=%s\n", n.cfg.AdminToken, n.cfg.AdminToken)
+	}
+	return m.Addr(), nil
+}
+
+// loadParts loads what the service is built from: signing keys, the
+// ruleset and its engine, the DPoP verifier, VAPID keys, and the rules
+// syncer that keeps the engine on the active ruleset.
+func (n *node) loadParts(ctx context.Context, p *nodeParts) error {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	keys, err := ciba.LoadKeys(pctx, n.db)
 	if err != nil {
-		n.close()
-		return nil, fmt.Errorf("signing keys: %w", err)
+		return fmt.Errorf("signing keys: %w", err)
 	}
 	n.keys = keys
-	rs := rules.Default()
-	var initial []byte
-	if cfg.RulesFile != "" {
-		src, err := os.ReadFile(cfg.RulesFile)
-		if err != nil {
-			n.close()
-			return nil, err
-		}
-		if rs, err = rules.Load(src); err != nil {
-			n.close()
-			return nil, fmt.Errorf("%s: %w", cfg.RulesFile, err)
-		}
-		initial = src
+	rs, initial, err := loadRuleset(n.cfg.RulesFile)
+	if err != nil {
+		return err
 	}
+	p.initial = initial
 	n.engine = risk.NewEngine(ciba.SignalReader{DB: n.db}, rs)
-	minter := &token.Minter{Issuer: cfg.Issuer, Keys: keys.Get, AccessTTL: cfg.AccessTokenTTL, IDTTL: cfg.IDTokenTTL, Now: now}
+	if p.dpop, err = n.dpopVerifier(pctx, p.now); err != nil {
+		return err
+	}
+	if p.vapid, err = ciba.LoadVAPID(pctx, n.db); err != nil {
+		return fmt.Errorf("VAPID keys: %w", err)
+	}
+	p.policy = notify.EndpointPolicy{AllowHTTP: n.cfg.Dev, AllowPrivate: n.cfg.Dev}
+	p.metrics = server.NewMetrics()
+	return n.startRuleSync(ctx, p)
+}
+
+// loadRuleset reads --rules (the built-in default without it); initial
+// is the file's source, stored as version 1 when nothing is active yet.
+func loadRuleset(file string) (rs *rules.Ruleset, initial []byte, err error) {
+	if file == "" {
+		return rules.Default(), nil, nil
+	}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rs, err = rules.Load(src); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return rs, src, nil
+}
+
+// dpopVerifier builds the /token DPoP verifier; with --dpop-nonce it
+// hands out server nonces (RFC 9449 §8) keyed by a secret shared by all
+// nodes through Redis.
+func (n *node) dpopVerifier(ctx context.Context, now func() time.Time) (*dpop.Verifier, error) {
+	seed := make([]byte, 32)
+	_, _ = rand.Read(seed)
+	nonceKey, err := n.db.LoadOrInit(ctx, "dpop-nonce-key", seed)
+	if err != nil {
+		return nil, fmt.Errorf("DPoP nonce key: %w", err)
+	}
+	v := &dpop.Verifier{Algs: dpop.DefaultAlgs, IATWindow: time.Minute, Now: now, Replay: n.db}
+	if n.cfg.DPoPNonce {
+		v.Nonces = &dpop.Nonces{Key: func() []byte { return nonceKey }, Period: 5 * time.Minute, Now: now}
+	}
+	return v, nil
+}
+
+// startRuleSync makes every node follow activations and rollbacks of the
+// active ruleset, which lives in Redis (pub/sub plus a periodic check).
+// --rules becomes version 1 only when nothing is active yet.
+func (n *node) startRuleSync(ctx context.Context, p *nodeParts) error {
+	syncer, err := rulesync.Start(ctx, n.db, n.engine, rulesync.Options{
+		Initial: p.initial, InitialComment: "COUNTERSIGN_RULES " + n.cfg.RulesFile, Log: p.log, Observer: p.metrics,
+		OnSwap: func(v int64, name, _ string) { p.metrics.ActiveRules(strconv.FormatInt(v, 10), name) },
+	})
+	if err != nil {
+		return fmt.Errorf("rules: %w", err)
+	}
+	p.syncer = syncer
+	return nil
+}
+
+// buildService makes the protocol service with its dependencies.
+func (n *node) buildService(p *nodeParts) {
+	cfg := n.cfg
+	minter := &token.Minter{Issuer: cfg.Issuer, Keys: n.keys.Get, AccessTTL: cfg.AccessTokenTTL, IDTTL: cfg.IDTokenTTL, Now: p.now}
+	n.pusher = &ciba.DevicePusher{Pusher: &notify.Pusher{Keys: p.vapid, Subscriber: cfg.VAPIDSubject,
+		Client: p.policy.Client(10 * time.Second), Now: p.now}}
 	n.service = ciba.New(ciba.Config{
 		Issuer: cfg.Issuer, DefaultAudience: cfg.DefaultAudience, DefaultExpiry: cfg.DefaultExpiry, MaxExpiry: cfg.MaxExpiry, PollInterval: cfg.PollInterval,
 		Limits: store.Limits{PendingPerUser: cfg.MaxPendingPerUser, PendingPerAgentUser: cfg.MaxPendingPerAgent,
 			PushesPerMinute: cfg.MaxPushesPerMinute},
 		Dev: cfg.Dev,
-	}, n.db, n.engine, minter)
-	n.service.Log = log
-	n.service.Now = now
-	seed := make([]byte, 32)
-	_, _ = rand.Read(seed)
-	nonceKey, err := n.db.LoadOrInit(pctx, "dpop-nonce-key", seed)
-	if err != nil {
-		n.close()
-		return nil, fmt.Errorf("DPoP nonce key: %w", err)
-	}
-	n.service.DPoP = &dpop.Verifier{Algs: dpop.DefaultAlgs, IATWindow: time.Minute, Now: now, Replay: n.db}
-	if cfg.DPoPNonce {
-		n.service.DPoP.Nonces = &dpop.Nonces{Key: func() []byte { return nonceKey }, Period: 5 * time.Minute, Now: now}
-	}
-	vapid, err := ciba.LoadVAPID(pctx, n.db)
-	if err != nil {
-		n.close()
-		return nil, fmt.Errorf("VAPID keys: %w", err)
-	}
-	pol := notify.EndpointPolicy{AllowHTTP: cfg.Dev, AllowPrivate: cfg.Dev}
-	n.pusher = &ciba.DevicePusher{Service: n.service, Pusher: &notify.Pusher{Keys: vapid, Subscriber: cfg.VAPIDSubject,
-		Client: pol.Client(10 * time.Second), Now: now}}
-	n.service.Devices = n.pusher
-	metrics := server.NewMetrics()
-	n.service.Failures = metrics
-	// The active ruleset lives in Redis: every node follows activations
-	// and rollbacks (pub/sub plus a periodic check). --rules becomes
-	// version 1 only when nothing is active yet.
-	syncer, err := rulesync.Start(ctx, n.db, n.engine, rulesync.Options{
-		Initial: initial, InitialComment: "COUNTERSIGN_RULES " + cfg.RulesFile, Log: log, Observer: metrics,
-		OnSwap: func(v int64, name, _ string) { metrics.ActiveRules(strconv.FormatInt(v, 10), name) },
-	})
-	if err != nil {
-		n.close()
-		return nil, fmt.Errorf("rules: %w", err)
-	}
-	n.service.Observer = syncer
-	go keys.Watch(ctx, 10*time.Second, cfg.KeyRotation)
+	}, n.db, n.engine, minter,
+		ciba.WithLogger(p.log), ciba.WithClock(p.now), ciba.WithDPoP(p.dpop), ciba.WithDevices(n.pusher),
+		ciba.WithFailures(p.metrics), ciba.WithObserver(p.syncer))
+	// The pusher reads the service's devices; the service pushes through it.
+	n.pusher.Service = n.service
+}
+
+// startBackground starts the key and client watchers, the outbox worker
+// (ping/push callbacks and expiry, on every node) and audit retention.
+func (n *node) startBackground(ctx context.Context, p *nodeParts) {
+	go n.keys.Watch(ctx, 10*time.Second, n.cfg.KeyRotation)
 	go n.service.WatchClients(ctx)
-	// The outbox worker: ping/push callbacks and expiry, on every node.
 	host, _ := os.Hostname()
 	n.worker = &ciba.Worker{Service: n.service, Consumer: host + "-" + store.NewID()[:8],
-		Callback:        &notify.Callback{Client: pol.Client(10 * time.Second), Now: now},
-		PrivateCallback: &notify.Callback{Client: notify.EndpointPolicy{AllowHTTP: cfg.Dev, AllowPrivate: true}.Client(10 * time.Second), Now: now}}
+		Callback: &notify.Callback{Client: p.policy.Client(10 * time.Second), Now: p.now},
+		PrivateCallback: &notify.Callback{Client: notify.EndpointPolicy{AllowHTTP: n.cfg.Dev, AllowPrivate: true}.Client(10 * time.Second),
+			Now: p.now}}
 	wctx, stopWorker := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := n.worker.Run(wctx); err != nil && wctx.Err() == nil {
-			log.Error("outbox worker stopped", "err", err)
+			p.log.Error("outbox worker stopped", "err", err)
 		}
 	}()
 	n.stopWorker = func() { stopWorker(); <-done }
-	if cfg.AuditRetention > 0 {
-		ret := &ciba.Retention{Service: n.service, Keep: cfg.AuditRetention, Dir: cfg.AuditExportDir}
+	if n.cfg.AuditRetention > 0 {
+		ret := &ciba.Retention{Service: n.service, Keep: n.cfg.AuditRetention, Dir: n.cfg.AuditExportDir}
 		go ret.Run(wctx)
 	}
-	closers = append(closers, n.stopWorker, cancelNode)
-	n.handler = server.New(server.Deps{
-		Service: n.service, Admin: &admin.Service{DB: n.db, Dev: cfg.Dev, Now: now, ClientChanged: n.service.ForgetClient}, DB: n.db,
-		Keys: keys.Get, AdminToken: cfg.AdminToken, Log: log, Metrics: metrics,
+}
+
+// newHandler is the node's HTTP API.
+func (n *node) newHandler(p *nodeParts) http.Handler {
+	cfg := n.cfg
+	n.metrics = server.MetricsHandler(p.metrics.Handler(), cfg.MetricsToken)
+	return server.New(server.Deps{
+		Service: n.service, Admin: &admin.Service{DB: n.db, Dev: cfg.Dev, Now: p.now, ClientChanged: n.service.ForgetClient},
+		Keys: n.keys.Get, AdminToken: cfg.AdminToken, Log: p.log, Metrics: p.metrics,
 		Ready: func(ctx context.Context) error {
 			if err := n.db.Ping(ctx); err != nil {
 				return err
 			}
-			return syncer.Ready()
+			return p.syncer.Ready()
 		},
-		RulesVersion: syncer.RulesVersion,
-		Rules:        &admin.Rules{DB: n.db, AdminName: cfg.AdminName, Applier: syncer},
-		VAPIDPublic:  vapid.Public, RequestTimeout: cfg.RequestTimeout,
+		RulesVersion: p.syncer.RulesVersion,
+		Rules:        &admin.Rules{DB: n.db, AdminName: cfg.AdminName, Applier: p.syncer},
+		VAPIDPublic:  p.vapid.Public, RequestTimeout: cfg.RequestTimeout,
+		RateLimits: cfg.rateLimits(), MetricsToken: cfg.MetricsToken, MetricsElsewhere: cfg.MetricsListen != "",
 	})
-	return n, nil
 }
 
 func newLogger(level string, w io.Writer) *slog.Logger {
@@ -242,8 +328,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return 1
 	}
 	defer n.close()
-	hs := &http.Server{Handler: n.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
+	stopMetrics, _, err := cfg.serveMetrics(n.metrics)
+	if err != nil {
+		fmt.Fprintf(stderr, "countersign serve: %v\n", err)
+		return 1
+	}
+	defer stopMetrics()
+	hs := cfg.httpServer(n.handler)
 	fmt.Fprintf(stdout, "Countersign listening on http://%s (issuer %s)\n", ln.Addr(), cfg.Issuer)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -1,0 +1,98 @@
+-- create_request: stores a request decided at /bc-authorize with its
+-- counters, indexes, grant, outbox entry and audit events, in one step.
+-- include: audit request
+--
+-- KEYS (every request script takes the keys of keysFor, in this order)
+--   1   req                   {sNN}:req:<id>, the request hash
+--   2   user_pending          {sNN}:pending:<user>, pending ids by expiry
+--   3   agent_user_pending    {sNN}:pending-au:<client>:<user>
+--   4   agent_user_requests   {sNN}:c:au:<client>:<user>:r:<5m>, approvals per 5 minutes
+--   5   agent_user_approvals  {sNN}:c:au:<client>:<user>:approved, approvals ever
+--   6   agent_user_spend      {sNN}:c:au:<client>:<user>:s:<hour>
+--   7   user_spend            {sNN}:c:u:<user>:s:<hour>
+--   8   agent_user_denials    {sNN}:c:au:<client>:<user>:d:<hour>
+--   9   user_pushes           {sNN}:c:u:<user>:p:<minute>
+--   10  expiries              {sNN}:expiries, pending ids by expiry
+--   11  outbox                {sNN}:outbox, the shard notification outbox
+--   12  user_grants           {sNN}:grants:<user>, grant ids by expiry
+--   13  grant                 {sNN}:grant:<grant id> (when a grant is stored)
+--   14  agent_requests        {sNN}:c:a:<client>:r:<5m>, this shard's share
+--   15  audit                 {sNN}:audit, the shard audit stream
+--   16  audit_head            {sNN}:audit-head, its hash-chain head
+-- ARGV
+--   1    rec                   the request JSON
+--   2    state                 pending | approved | denied
+--   3    now_ms                the caller's clock
+--   4    exp_ms                the request's expiry
+--   5    interval              seconds between polls
+--   6    approval              the approval JSON ('' unless approved)
+--   7    amount                the amount counted on approval
+--   8    max_user_pending      cap of pending requests per user (0: none)
+--   9    max_agent_user_pending  the same per agent and user
+--   10   max_pushes            cap of pushes per user and minute (0: none)
+--   11   id                    the request id
+--   12   outbox_entry          the notification to deliver ('' for none)
+--   13   gc_ttl_ms             how long Redis keeps the hash (garbage only)
+--   14   grant_rec             the grant JSON ('' for none)
+--   15   grant_exp_ms          the grant's expiry
+--   16.. audit...              expected head, n, then hash and body per event
+-- RETURNS
+--   {'ok'}                     stored (a denial stores only counters and audit)
+--   {'limit', which, retry_ms} a cap is reached: user_pending, agent_user_pending or pushes_per_minute
+--   {'stale', head}            the audit head moved: nothing written, retry
+local req, user_pending, agent_user_pending = KEYS[1], KEYS[2], KEYS[3]
+local agent_user_requests, agent_user_approvals, agent_user_spend = KEYS[4], KEYS[5], KEYS[6]
+local user_spend, agent_user_denials, user_pushes, expiries = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local outbox_key, user_grants, grant_key, agent_requests = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
+local audit, audit_head = KEYS[15], KEYS[16]
+local a = audit_from(ARGV, 16)
+local stale = audit_stale(audit_head, a)
+if stale then return {'stale', stale} end
+local now = tonumber(ARGV[3])
+local state, exp_ms, id = ARGV[2], ARGV[4], ARGV[11]
+if state == 'denied' then
+  audit_write(audit, audit_head, a)
+  deny_counters(agent_user_denials)
+  return {'ok'}
+end
+if state == 'pending' then
+  redis.call('ZREMRANGEBYSCORE', user_pending, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', agent_user_pending, '-inf', now)
+  local function full(key, max)
+    if max > 0 and redis.call('ZCARD', key) >= max then
+      local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+      return tonumber(first[2]) - now
+    end
+    return false
+  end
+  local r = full(user_pending, tonumber(ARGV[8]))
+  if r then return {'limit', 'user_pending', r} end
+  r = full(agent_user_pending, tonumber(ARGV[9]))
+  if r then return {'limit', 'agent_user_pending', r} end
+  local maxp = tonumber(ARGV[10])
+  if maxp > 0 and tonumber(redis.call('GET', user_pushes) or '0') >= maxp then
+    return {'limit', 'pushes_per_minute', 60000 - (now % 60000)}
+  end
+end
+-- Every check passed: the audit events are the first write, so a failure
+-- to write them leaves nothing else written.
+audit_write(audit, audit_head, a)
+if state == 'pending' then
+  redis.call('INCR', user_pushes); redis.call('EXPIRE', user_pushes, 120)
+  redis.call('ZADD', user_pending, exp_ms, id)
+  redis.call('ZADD', agent_user_pending, exp_ms, id)
+  redis.call('ZADD', expiries, exp_ms, id)
+end
+local rec = cjson.decode(ARGV[1])
+redis.call('HSET', req, 'rec', ARGV[1], 'state', state, 'exp', exp_ms, 'interval', ARGV[5],
+  'next', 0, 'client', rec['client_id'], 'user', rec['user_id'])
+if state == 'approved' then
+  redis.call('HSET', req, 'approval', ARGV[6])
+  approve_counters(agent_user_requests, agent_requests, agent_user_approvals, agent_user_spend, user_spend, tonumber(ARGV[7]))
+  grant(user_grants, grant_key, ARGV[14], ARGV[15], now)
+end
+-- The agent's notification of an approval, or the push to the user's
+-- devices of a pending request: durable with the request itself.
+outbox(outbox_key, ARGV[12])
+redis.call('PEXPIRE', req, ARGV[13])
+return {'ok'}

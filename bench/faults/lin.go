@@ -35,6 +35,7 @@ const (
 	outOK       = "ok"
 	outUnknown  = "unknown"
 	outNoEffect = "noeffect" // a refusal that changes nothing whatever the state
+	outRetry    = "retry"    // 429: refused before any effect, to be tried again
 	outConflict = "conflict" // 409: already decided or expired
 	outPending  = "authorization_pending"
 	outSlowDown = "slow_down"

@@ -137,7 +137,8 @@ func startCluster(bin, dir, fsync string) (*cluster, error) {
 			env: []string{"COUNTERSIGN_REDIS_URL=redis://" + r.addr(), "COUNTERSIGN_ISSUER=" + issuer,
 				"COUNTERSIGN_LISTEN=127.0.0.1:" + fmt.Sprint(p), "COUNTERSIGN_ADMIN_TOKEN=" + c.api.admin,
 				"COUNTERSIGN_MAX_PENDING_PER_USER=0", "COUNTERSIGN_MAX_PENDING_PER_AGENT_USER=0",
-				"COUNTERSIGN_MAX_PUSHES_PER_MINUTE=0", "COUNTERSIGN_POLL_INTERVAL=1", "COUNTERSIGN_LOG_LEVEL=warn"}}
+				"COUNTERSIGN_MAX_PUSHES_PER_MINUTE=0",
+				"COUNTERSIGN_RATE_LIMIT_PER_IP=0", "COUNTERSIGN_RATE_LIMIT_PER_CLIENT=0", "COUNTERSIGN_POLL_INTERVAL=1", "COUNTERSIGN_LOG_LEVEL=warn"}}
 		c.nodes = append(c.nodes, n)
 		if err := n.start(); err != nil {
 			return c, fmt.Errorf("%s: %w", n.name, err)

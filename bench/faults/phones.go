@@ -138,13 +138,17 @@ func (hs *handset) decide(ctx context.Context, id, plan string) {
 	call := time.Now()
 	err = hs.p.PostDecisionJWT(ctx, id, tok)
 	op := histOp{ID: id, Client: hs.client, In: linInput{Op: opDecide, Decision: plan, JTI: jti}, Call: call, Ret: time.Now()}
-	op.Out.Out = decisionOutcome(err)
+	outcome := decisionOutcome(err)
+	op.Out.Out = outcome
+	if op.Out.Out == outRetry {
+		op.Out.Out = outNoEffect
+	}
 	hs.hist.add(op)
 	hs.mu.Lock()
 	hs.decided[id] = append(hs.decided[id], decisionRec{JTI: jti, Decision: plan, Out: op.Out.Out, At: op.Ret})
 	hs.mu.Unlock()
-	if op.Out.Out != outUnknown {
-		final = "done" // an unknown outcome is tried again by the sweep
+	if op.Out.Out != outUnknown && outcome != outRetry {
+		final = "done" // an unknown or rate-limited one is tried again by the sweep
 	}
 }
 
@@ -155,6 +159,8 @@ func decisionOutcome(err error) string {
 		return outOK
 	case !errors.As(err, &se) || se.Status >= 500:
 		return outUnknown
+	case se.Status == 429:
+		return outRetry // rate-limited before any effect: try again
 	case se.Status == 409:
 		return outConflict
 	}

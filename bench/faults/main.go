@@ -274,6 +274,7 @@ func finish(c *cluster, l *load, inj *injector, phones []*handset, rep *report) 
 	if err := c.verify(l, phones, rep); err != nil {
 		return err
 	}
+	addCallbackOps(l)
 	linearizability(l.hist, rep)
 	faultWindows(c.api.log, inj.faults, l.rc, rep)
 	r, err := c.api.adminCall(c.nodes[0].url(), "POST", "/admin/audit/verify", nil)

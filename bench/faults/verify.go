@@ -329,3 +329,31 @@ func doctoredRejected(ops []porcupine.Operation) string {
 	}
 	return "no request got a token by polling"
 }
+
+// addCallbackOps puts every ping and push the receiver accepted into the
+// history: the effect it reports (a decision, a released token, a denial,
+// an expiry) happened between the bc-authorize call and the receipt.
+func addCallbackOps(l *load) {
+	l.mu.Lock()
+	recs := make([]*reqRecord, 0, len(l.reqs))
+	for _, rec := range l.reqs {
+		if rec.Mode != "poll" {
+			recs = append(recs, rec)
+		}
+	}
+	l.mu.Unlock()
+	for _, rec := range recs {
+		for _, d := range l.rc.deliveries(rec.ID) {
+			op := histOp{ID: rec.ID, Client: 2000, In: linInput{Op: opPinged}, Out: linOutput{Out: outOK}, Call: rec.Call, Ret: d.At}
+			if rec.Mode == "push" {
+				op.In.Op = opPushed
+				if at, _ := d.Body["access_token"].(string); at != "" {
+					op.Out = tokenOutput(at)
+				} else {
+					op.Out.Out, _ = d.Body["error"].(string)
+				}
+			}
+			l.hist.add(op)
+		}
+	}
+}

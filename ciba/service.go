@@ -53,6 +53,7 @@ type Service struct {
 	Failures AuthFailures
 
 	clients   clientCache
+	rates     rateCounts
 	failLog   limiter // WARN lines of unidentified callers
 	failAudit limiter // audited failures per registered client
 }

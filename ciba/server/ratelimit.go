@@ -12,8 +12,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/countersign/countersign/ciba/oauth"
 	"github.com/countersign/countersign/ciba"
+	"github.com/countersign/countersign/ciba/oauth"
 )
 
 // RateLimits are the shared request rate limits (ciba.RateLimits).

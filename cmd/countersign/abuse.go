@@ -17,6 +17,7 @@ type Abuse struct {
 	RateLimitPerIP     int
 	RateLimitPerClient int
 	RateLimitWindow    time.Duration
+	RateLimitSync      time.Duration
 	ReadHeaderTimeout  time.Duration
 	ReadTimeout        time.Duration
 	WriteTimeout       time.Duration
@@ -32,6 +33,7 @@ func (c *Config) abuseDefs() []flagDef {
 		{name: "rate-limit-per-ip", env: "COUNTERSIGN_RATE_LIMIT_PER_IP", num: &a.RateLimitPerIP, def: "3000", help: "requests per window from one peer address, counted in Redis across all nodes; past it 429 slow_down with Retry-After (0: no limit)"},
 		{name: "rate-limit-per-client", env: "COUNTERSIGN_RATE_LIMIT_PER_CLIENT", num: &a.RateLimitPerClient, def: "6000", help: "requests per window naming one client_id, across all nodes; past it 429 slow_down with Retry-After (0: no limit)"},
 		{name: "rate-limit-window", env: "COUNTERSIGN_RATE_LIMIT_WINDOW", dur: &a.RateLimitWindow, def: "1m", help: "the fixed window of the request rate limits"},
+		{name: "rate-limit-sync", env: "COUNTERSIGN_RATE_LIMIT_SYNC", dur: &a.RateLimitSync, def: "100ms", help: "how often a node adds its request counts to the shared ones in Redis (0: every request, one Redis round trip each)"},
 		{name: "http-read-header-timeout", env: "COUNTERSIGN_HTTP_READ_HEADER_TIMEOUT", dur: &a.ReadHeaderTimeout, def: "10s", help: "time a client has to send the request headers (slow-loris)"},
 		{name: "http-read-timeout", env: "COUNTERSIGN_HTTP_READ_TIMEOUT", dur: &a.ReadTimeout, def: "30s", help: "time a client has to send the whole request"},
 		{name: "http-write-timeout", env: "COUNTERSIGN_HTTP_WRITE_TIMEOUT", dur: &a.WriteTimeout, def: "30s", help: "time to answer a request, from the end of its headers; must exceed --request-timeout"},
@@ -49,6 +51,9 @@ func (a *Abuse) validate(requestTimeout time.Duration) []error {
 	}
 	if a.RateLimitWindow < time.Second || a.RateLimitWindow > time.Hour {
 		errs = append(errs, errors.New("rate-limit-window must be between 1s and 1h"))
+	}
+	if a.RateLimitSync < 0 || a.RateLimitSync > 10*time.Second {
+		errs = append(errs, errors.New("rate-limit-sync must be between 0 (every request) and 10s"))
 	}
 	for name, d := range map[string]time.Duration{"http-read-header-timeout": a.ReadHeaderTimeout, "http-read-timeout": a.ReadTimeout,
 		"http-write-timeout": a.WriteTimeout, "http-idle-timeout": a.IdleTimeout} {
@@ -76,7 +81,8 @@ func (a *Abuse) validate(requestTimeout time.Duration) []error {
 }
 
 func (a *Abuse) rateLimits() server.RateLimits {
-	return server.RateLimits{PerIP: a.RateLimitPerIP, PerClient: a.RateLimitPerClient, Window: a.RateLimitWindow}
+	return server.RateLimits{PerIP: a.RateLimitPerIP, PerClient: a.RateLimitPerClient, Window: a.RateLimitWindow,
+		Sync: a.RateLimitSync}
 }
 
 // httpServer is the server of a listener, with the timeouts that cut off

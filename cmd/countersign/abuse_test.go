@@ -58,7 +58,7 @@ func TestSlowLorisClientIsCutOff(t *testing.T) {
 // Rate limits live in Redis: requests to two nodes add up, past the limit
 // the answer is 429 slow_down with Retry-After, and nothing else counts.
 func TestRateLimitPerIPSharedByNodes(t *testing.T) {
-	limit := func(c *Config) { c.RateLimitPerIP, c.RateLimitPerClient = 4, 0 }
+	limit := func(c *Config) { c.RateLimitPerIP, c.RateLimitPerClient, c.RateLimitSync = 4, 0, 0 }
 	a := startNode(t, limit)
 	b := startNode(t, func(c *Config) { limit(c); c.RedisURL, c.KeyPrefix = a.cfg.RedisURL, a.cfg.KeyPrefix })
 	revoke := func(tn *testNode) reply { return tn.post("/revoke", "", "", url.Values{"token": {"x"}}) }
@@ -79,10 +79,41 @@ func TestRateLimitPerIPSharedByNodes(t *testing.T) {
 	wantError(t, revoke(a), 429, "slow_down")
 }
 
+// With --rate-limit-sync a node counts in memory (no Redis round trip per
+// request) and shares its counts every sync period: its own limit holds at
+// once, and the other nodes learn the total within a few periods.
+func TestRateLimitSyncedCountsAreShared(t *testing.T) {
+	limit := func(c *Config) { c.RateLimitPerIP, c.RateLimitPerClient, c.RateLimitSync = 4, 0, 20*time.Millisecond }
+	a := startNode(t, limit)
+	b := startNode(t, func(c *Config) { limit(c); c.RedisURL, c.KeyPrefix = a.cfg.RedisURL, a.cfg.KeyPrefix })
+	revoke := func(tn *testNode) reply { return tn.post("/revoke", "", "", url.Values{"token": {"x"}}) }
+	for i := 0; i < 4; i++ {
+		if r := revoke(a); r.Status != 401 {
+			t.Fatalf("request %d: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	wantError(t, revoke(a), 429, "slow_down")
+	served := 0
+	for deadline := time.Now().Add(10 * time.Second); ; served++ {
+		r := revoke(b)
+		if r.Status == 429 {
+			wantError(t, r, 429, "slow_down")
+			break
+		}
+		if r.Status != 401 || time.Now().After(deadline) {
+			t.Fatalf("node b never learnt a's count: %d %s after %d requests", r.Status, r.Raw, served)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if served > 100 {
+		t.Fatalf("node b served %d requests past the shared limit", served)
+	}
+}
+
 // The per-client limit counts the requests of a client across nodes; a
 // caller naming the client without its secret does not spend its budget.
 func TestRateLimitPerClientSharedByNodes(t *testing.T) {
-	limit := func(c *Config) { c.RateLimitPerIP, c.RateLimitPerClient = 0, 3 }
+	limit := func(c *Config) { c.RateLimitPerIP, c.RateLimitPerClient, c.RateLimitSync = 0, 3, 0 }
 	a := startNode(t, limit)
 	b := startNode(t, func(c *Config) { limit(c); c.RedisURL, c.KeyPrefix = a.cfg.RedisURL, a.cfg.KeyPrefix })
 	id, secret := setup(t, a)

@@ -39,6 +39,7 @@ type Config struct {
 	LogLevel           string
 	AdminName          string
 	RequestTimeout     time.Duration
+	RuleDeadline       time.Duration
 	Abuse              // request rate limits, HTTP timeouts, /metrics (abuse.go)
 }
 
@@ -76,6 +77,7 @@ func (c *Config) defs() []flagDef {
 		{name: "signing-key-rotation", env: "COUNTERSIGN_SIGNING_KEY_ROTATION", dur: &c.KeyRotation, def: "720h", help: "rotate the token signing key this often (0: never); the JWKS keeps the previous keys"},
 		{name: "audit-retention", env: "COUNTERSIGN_AUDIT_RETENTION", dur: &c.AuditRetention, def: "0s", help: "keep audit events this long in Redis, then export them to --audit-export-dir and trim (0: keep all)"},
 		{name: "audit-export-dir", env: "COUNTERSIGN_AUDIT_EXPORT_DIR", str: &c.AuditExportDir, help: "directory for the JSON Lines files of exported audit events"},
+		{name: "rule-deadline", env: "COUNTERSIGN_RULE_DEADLINE", dur: &c.RuleDeadline, def: "50ms", help: "time limit of one evaluation of the rules; past it the request goes to the user's phone"},
 		{name: "request-timeout", env: "COUNTERSIGN_REQUEST_TIMEOUT", dur: &c.RequestTimeout, def: "5s", help: "deadline of every request, Redis included; past it the answer is 503 temporarily_unavailable"},
 		{name: "log-level", env: "COUNTERSIGN_LOG_LEVEL", str: &c.LogLevel, def: "info", help: "debug, info, warn or error"},
 	}, c.abuseDefs()...)
@@ -231,6 +233,9 @@ func checkDurations(c *Config) []error {
 	}
 	if c.PollInterval < 1 || c.PollInterval > 60 {
 		errs = append(errs, errors.New("poll-interval must be 1 to 60 seconds"))
+	}
+	if c.RuleDeadline < time.Millisecond || c.RuleDeadline > 10*time.Second {
+		errs = append(errs, errors.New("rule-deadline must be between 1ms and 10s"))
 	}
 	if c.RequestTimeout < 100*time.Millisecond || c.RequestTimeout > 30*time.Second {
 		errs = append(errs, errors.New("request-timeout must be between 100ms and 30s"))

@@ -66,6 +66,9 @@ func startNode(t testing.TB, mutate func(*Config)) *testNode {
 		t.Fatal(err)
 	}
 	cfg.Issuer, cfg.RedisURL, cfg.KeyPrefix, cfg.AdminToken, cfg.Dev = issuer, "redis://"+rs.Addr, rs.Prefix, testAdminToken, true
+	// The e2e tests are not about the rules' time limit, and -race on a
+	// busy machine can pass the default 50 ms.
+	cfg.RuleDeadline = 5 * time.Second
 	if mutate != nil {
 		mutate(cfg)
 	}

@@ -170,6 +170,7 @@ func (n *node) loadParts(ctx context.Context, p *nodeParts) error {
 	}
 	p.initial = initial
 	n.engine = risk.NewEngine(ciba.SignalReader{DB: n.db}, rs)
+	n.engine.Deadline = n.cfg.RuleDeadline
 	if p.dpop, err = n.dpopVerifier(pctx, p.now); err != nil {
 		return err
 	}
@@ -252,6 +253,7 @@ func (n *node) buildService(p *nodeParts) {
 func (n *node) startBackground(ctx context.Context, p *nodeParts) {
 	go n.keys.Watch(ctx, 10*time.Second, n.cfg.KeyRotation)
 	go n.service.WatchClients(ctx)
+	go n.service.SyncRates(ctx, n.cfg.rateLimits())
 	host, _ := os.Hostname()
 	n.worker = &ciba.Worker{Service: n.service, Consumer: host + "-" + store.NewID()[:8],
 		Callback: &notify.Callback{Client: p.policy.Client(10 * time.Second), Now: p.now},

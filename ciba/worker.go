@@ -197,10 +197,14 @@ func (w *Worker) deliver(ctx context.Context, m store.OutboxMsg) {
 		}
 		// Until the request expires: past it the agent gets expired_token
 		// from /token anyway and the notification has no use.
+		// A backoff that would pass the expiry is cut short: the last try
+		// comes a second before it, not never.
 		wait := max(notify.Backoff(attempt), res.RetryAfter)
-		if s.Now().Add(wait).After(r.ExpiresAt) || ctx.Err() != nil {
+		left := r.ExpiresAt.Sub(s.Now()) - time.Second
+		if left <= 0 || ctx.Err() != nil {
 			break
 		}
+		wait = min(wait, left)
 		_ = s.db.Touch(ctx, w.Consumer, m)
 		if w.sleep(ctx, wait) != nil {
 			return // shutting down: another node takes it over

@@ -48,3 +48,32 @@ context_checks:`, 1))
 		t.Errorf("mandate level %s, want low", got.Level)
 	}
 }
+
+// A ruleset's own tests may set the mandate and expect path mandate.
+func TestMandateInRulesetTests(t *testing.T) {
+	rs := mustLoad(t, `format: countersign/v1
+name: m
+thresholds: {medium: 30, high: 60}
+rules:
+  - id: big
+    when: mandate.covers && action.amount > mandate.remaining_budget / 2.0
+    decision: require_device
+    reason: more than half of what is left
+tests:
+  - name: covered
+    input:
+      action: {details: [{type: payment_initiation, amount: 10, currency: EUR}]}
+      mandate: {id: m1, covers: true, remaining_budget: 100.0, remaining_uses: -1, ends_at: "2026-02-01T00:00:00Z"}
+    expect: {path: mandate}
+  - name: big
+    input:
+      action: {details: [{type: payment_initiation, amount: 60, currency: EUR}]}
+      mandate: {id: m1, covers: true, remaining_budget: 100.0}
+    expect: {path: device, rules: [big]}
+`)
+	for _, r := range rs.RunTests() {
+		if !r.Passed {
+			t.Errorf("%s: %+v", r.Name, r)
+		}
+	}
+}

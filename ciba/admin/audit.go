@@ -14,7 +14,7 @@ import (
 // AuditEntries.
 type AuditFilter struct {
 	User, Agent, Request, Type, Cursor string
-	Mandate                            string // events naming this mandate
+	Mandate                            string // an intent mandate's id: its creation, use and revocation
 	Since                              string // RFC 3339
 	Limit                              string // 1 to 1000
 }

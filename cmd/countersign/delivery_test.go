@@ -320,3 +320,41 @@ func TestNotificationEndpointSSRFRefused(t *testing.T) {
 		t.Fatalf("public https endpoint: %d %s", r.Status, r.Raw)
 	}
 }
+
+// A failing callback is retried until the request's last second: a
+// backoff that would pass the expiry is cut short, never skipped.
+func TestCallbackRetriedUntilTheLastSecond(t *testing.T) {
+	tn := startNode(t, nil)
+	setup(t, tn)
+	script := make([]int, 60)
+	for i := range script {
+		script[i] = 503
+	}
+	ep := newAgentEndpoint(t, script...)
+	done := make(chan notify.Result, 4)
+	tn.worker.Hooks(func(_ store.OutboxMsg, r notify.Result) { done <- r }, func(ctx context.Context, d time.Duration) error {
+		tn.clock.Advance(d) // the worker waits on the node's clock
+		return ctx.Err()
+	})
+	id, secret := tn.modeClient("pinger", "ping", ep.srv.URL+"/cb")
+	start := tn.clock.Now()
+	tn.notified(ep, id, secret, "ptok", readDetails, "requested_expiry", "40")
+	var last time.Time
+	for {
+		select {
+		case <-ep.hits:
+			last = tn.clock.Now()
+			continue
+		case r := <-done:
+			if r.Outcome == notify.Delivered {
+				t.Fatalf("delivered to an endpoint that always fails")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the worker never gave up")
+		}
+		break
+	}
+	if want := start.Add(39 * time.Second); !last.Equal(want) {
+		t.Fatalf("last try %v after the request, want 39s (a second before its expiry)", last.Sub(start))
+	}
+}

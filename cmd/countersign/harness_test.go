@@ -55,7 +55,26 @@ type testNode struct {
 
 func startNode(t testing.TB, mutate func(*Config)) *testNode {
 	t.Helper()
-	rs := redistest.Real(t)
+	return launchNode(t, nodeSetup{mutate: mutate})
+}
+
+// nodeSetup says how launchNode starts a node; the zero value is the
+// tests' usual node.
+type nodeSetup struct {
+	redisURL, prefix string           // default: the test binary's redis-server, a fresh prefix
+	log              *slog.Logger     // default: warnings and errors to the test log
+	now              func() time.Time // default: the returned node's test clock
+	mutate           func(*Config)
+}
+
+// launchNode is a whole server node on a real redis-server, behind a real
+// HTTP listener on a free loopback port.
+func launchNode(t testing.TB, s nodeSetup) *testNode {
+	t.Helper()
+	if s.redisURL == "" {
+		rs := redistest.Real(t)
+		s.redisURL, s.prefix = "redis://"+rs.Addr, rs.Prefix
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -65,12 +84,20 @@ func startNode(t testing.TB, mutate func(*Config)) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Issuer, cfg.RedisURL, cfg.KeyPrefix, cfg.AdminToken, cfg.Dev = issuer, "redis://"+rs.Addr, rs.Prefix, testAdminToken, true
+	cfg.Issuer, cfg.RedisURL, cfg.AdminToken, cfg.Dev = issuer, s.redisURL, testAdminToken, true
+	if s.prefix != "" {
+		cfg.KeyPrefix = s.prefix
+	}
 	// The e2e tests are not about the rules' time limit, and -race on a
 	// busy machine can pass the default 50 ms.
 	cfg.RuleDeadline = 5 * time.Second
-	if mutate != nil {
-		mutate(cfg)
+	if _, bench := t.(*testing.B); bench {
+		// Benchmarks send far more than the default limits from one
+		// address; the limiter still runs, with room.
+		cfg.RateLimitPerIP, cfg.RateLimitPerClient = 1<<30, 1<<30
+	}
+	if s.mutate != nil {
+		s.mutate(cfg)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -80,8 +107,14 @@ func startNode(t testing.TB, mutate func(*Config)) *testNode {
 	// on this clock too.
 	y, m, d := time.Now().UTC().Date()
 	clk := &clock{t: time.Date(y, m, d, 12, 0, 0, 0, time.UTC)}
+	if s.now == nil {
+		s.now = clk.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := newNode(ctx, cfg, slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), io.Discard, clk.Now)
+	n, err := newNode(ctx, cfg, s.log, io.Discard, s.now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,8 @@ var allowed = map[string][]string{
 	// The phone stub talks HTTP to the server and imports none of it.
 	"mobile-stub":       {"mobile-stub/phone"},
 	"mobile-stub/phone": {},
+	// The fault run drives the built binary over HTTP, with the stub phone.
+	"bench/faults": {"mobile-stub/phone"},
 	"cmd/countersign": {"ciba", "ciba/admin", "ciba/agent", "ciba/dpop", "ciba/ratelog", "ciba/resource", "ciba/rulesync",
 		"ciba/server", "ciba/store", "ciba/token", "mcpgateway", "mcpgateway/example", "mcpgateway/guard",
 		"mobile-stub/phone", "notify", "risk", "rules"},

@@ -340,6 +340,8 @@ func TestMandateBudgetUsesAndExpiry(t *testing.T) {
 	// valid_until beyond the maximum, or past, is refused.
 	wantError(t, f.ask(travel(f.tn.clock.Now().Add(8*24*time.Hour), "", 0), ""), 400, "invalid_authorization_details")
 	wantError(t, f.ask(travel(f.tn.clock.Now().Add(-time.Minute), "", 0), ""), 400, "invalid_authorization_details")
+	// A request for a mandate cannot act within one.
+	wantError(t, f.ask(travel(f.tn.clock.Now().Add(time.Hour), "", 0), ends), 400, "invalid_request")
 }
 
 func TestMandateRevocation(t *testing.T) {

@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -300,27 +298,9 @@ func (b *outageLog) take() string {
 func TestOutageLogIsJSONAndBounded(t *testing.T) {
 	logs := &outageLog{}
 	p := redistest.Own(t)
-	cfg, err := parseConfig(nil, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.RedisURL, cfg.AdminToken, cfg.RequestTimeout = "redis://"+p.Addr, testAdminToken, outageTimeout
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Issuer = "http://" + ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	n, err := newNode(ctx, cfg, newLogger("info", logs), io.Discard, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(n.handler)
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(func() { srv.Close(); cancel(); n.close() })
-	tn := &testNode{node: n, t: t, URL: srv.URL}
+	tn := launchNode(t, nodeSetup{redisURL: "redis://" + p.Addr, log: newLogger("info", logs), now: time.Now,
+		mutate: func(c *Config) { c.RequestTimeout = outageTimeout }})
+	n, cfg, ctx := tn.node, tn.cfg, context.Background()
 	// The outbox worker's loops start once its 16 streams exist.
 	for deadline := time.Now().Add(patience); ; time.Sleep(20 * time.Millisecond) {
 		keys, _ := n.db.Redis().Keys(ctx, cfg.KeyPrefix+"*outbox*").Result()

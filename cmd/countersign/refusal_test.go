@@ -9,8 +9,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
-	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -19,40 +17,13 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/countersign/countersign/ciba/store/redistest"
 )
 
 // startLoggedNode is startNode with the node's log as JSON lines in logs.
 func startLoggedNode(t *testing.T, logs io.Writer, mutate func(*Config)) *testNode {
 	t.Helper()
-	rs := redistest.Real(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := "http://" + ln.Addr().String()
-	cfg, err := parseConfig(nil, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Issuer, cfg.RedisURL, cfg.KeyPrefix, cfg.AdminToken, cfg.Dev = issuer, "redis://"+rs.Addr, rs.Prefix, testAdminToken, true
-	if mutate != nil {
-		mutate(cfg)
-	}
-	y, m, d := time.Now().UTC().Date()
-	clk := &clock{t: time.Date(y, m, d, 12, 0, 0, 0, time.UTC)}
-	ctx, cancel := context.WithCancel(context.Background())
-	n, err := newNode(ctx, cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})), io.Discard, clk.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(n.handler)
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(func() { srv.Close(); cancel(); n.close() })
-	return &testNode{node: n, t: t, URL: issuer, clock: clk}
+	return launchNode(t, nodeSetup{mutate: mutate,
+		log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 }
 
 // refusals returns the audit entries of a query (a type, agent and user).

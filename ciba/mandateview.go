@@ -151,3 +151,16 @@ func (s *Service) RevokeMandate(ctx context.Context, id string, by *store.Device
 	}
 	return err
 }
+
+// MandateRecord returns a mandate as stored (the admin's view of its
+// signed intent): the intent_mandate entry exactly as the device signed
+// it, and the public key of that device, so that the signature can be
+// checked offline even after the device is removed. 404 not_found when
+// there is none.
+func (s *Service) MandateRecord(ctx context.Context, id string) (*store.MandateState, error) {
+	m, err := s.db.MandateByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, oauth.New(oauth.NotFound, "no such mandate")
+	}
+	return m, err
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/countersign/countersign/ciba/rar"
 	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/mobile-stub/phone"
 )
@@ -265,6 +266,28 @@ func TestMandateActionsPassWithoutThePhone(t *testing.T) {
 	evs, _, err := f.tn.db.AuditEntries(context.Background(), store.AuditQuery{Mandate: mid, Type: "request.approved"})
 	if err != nil || len(evs) != 3 || evs[0].DecisionJWT == "" || evs[1].Path != "mandate" {
 		t.Fatalf("audit by mandate: %v %+v", err, evs)
+	}
+	// The signed intent checks offline: the decision JWT verifies with the
+	// device key kept in the record, and its ad_hash is the entry's.
+	rec, err := f.tn.service.MandateRecord(context.Background(), mid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jwk struct{ X, Y string }
+	_ = json.Unmarshal(rec.DeviceJWK, &jwk)
+	pub, err := jwkToECDSA(jwk.X, jwk.Y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := jwt.MapClaims{}
+	if _, err := jwt.ParseWithClaims(evs[0].DecisionJWT, claims, func(*jwt.Token) (any, error) { return pub, nil },
+		jwt.WithValidMethods([]string{"ES256"}), jwt.WithoutClaimsValidation()); err != nil {
+		t.Fatalf("the decision does not verify with the recorded device key: %v", err)
+	}
+	var entry []rar.Detail
+	_ = json.Unmarshal([]byte("["+string(rec.Entry)+"]"), &entry)
+	if claims["ad_hash"] != rar.Hash(entry) || claims["decision"] != "approve" {
+		t.Fatalf("ad_hash %v does not cover the recorded entry (%s)", claims["ad_hash"], rec.Entry)
 	}
 }
 

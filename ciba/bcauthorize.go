@@ -64,6 +64,7 @@ type params struct {
 	acrValues                                     []string
 	requestedExpiry                               string
 	details                                       string
+	mandateID                                     string // an intent mandate to act within
 	has                                           map[string]bool
 }
 
@@ -80,6 +81,7 @@ type authorizeRequest struct {
 	details []rar.Detail
 	mode    DeliveryMode
 	user    *store.User
+	mandate *mandateUse // the mandate it names, and whether it covers it
 }
 
 // BackchannelAuthorize runs CIBA Core §7: authenticate, validate, resolve
@@ -101,9 +103,28 @@ func (s *Service) BackchannelAuthorize(ctx context.Context, in AuthorizeInput) (
 	if err := s.resolveAuthorizeUser(ctx, r, who); err != nil {
 		return nil, err
 	}
+	if err := s.resolveMandate(ctx, r); err != nil {
+		return nil, err
+	}
+	resp, err := s.assessAuthorize(ctx, r, who)
+	if errors.Is(err, store.ErrMandateSpent) {
+		// A concurrent request spent what this one counted on (or the
+		// mandate was revoked in between): decide it again as if it named
+		// no mandate. Only this race costs a round trip more.
+		r.mandate = &mandateUse{}
+		resp, err = s.assessAuthorize(ctx, r, who)
+	}
+	return resp, err
+}
+
+// assessAuthorize runs the rules on the request, with the mandate it names,
+// and stores it with its outcome.
+func (s *Service) assessAuthorize(ctx context.Context, r *authorizeRequest, who *refusal) (*AuthorizeResponse, error) {
 	now := s.Now()
-	x := s.ruleInput(r.client, r.user, r.scopes, r.details, r.p, r.expiry, in, now)
+	x := s.ruleInput(r.client, r.user, r.scopes, r.details, r.p, r.expiry, r.in, now)
+	x.Mandate = r.mandate.input
 	d := s.engine.Assess(ctx, x)
+	mandateToPhone(&d, r.details)
 	return s.persistAuthorize(ctx, r, x, d, now, who)
 }
 
@@ -115,7 +136,12 @@ func (s *Service) decodeAuthorize(ctx context.Context, in AuthorizeInput, who *r
 		r.hint = normalizeHint(in.Form.Get("login_hint"))
 	}
 	names := s.engine.Active().Signals()
-	lk, err := s.db.LookupAuthorize(ctx, in.Credentials.ClientID, r.hint, names, s.Now())
+	mandateID := ""
+	if r.hint != "" {
+		mandateID = in.Form.Get("mandate_id")
+	}
+	// The mandate an agent acts within is read in the same round trip.
+	lk, err := s.db.LookupAuthorizeMandate(ctx, in.Credentials.ClientID, r.hint, mandateID, names, s.Now())
 	if err != nil {
 		return nil, ctx, err
 	}
@@ -126,6 +152,9 @@ func (s *Service) decodeAuthorize(ctx context.Context, in AuthorizeInput, who *r
 	who.agent = r.client.ID
 	if lk.SignalsFor != "" {
 		ctx = withPrefetched(ctx, &prefetched{client: r.client.ID, user: lk.SignalsFor, names: names, signals: lk.Signals})
+	}
+	if err := subAgentMandate(r.client, in.Form); err != nil {
+		return nil, ctx, err
 	}
 	if err := checkCIBAGrant(r.client); err != nil {
 		return nil, ctx, err
@@ -159,6 +188,9 @@ func (s *Service) validateAuthorize(r *authorizeRequest) error {
 		if r.details, err = rar.Parse(r.p.details); err != nil {
 			return err
 		}
+	}
+	if err := s.checkMandateRequest(r.details, r.p.mandateID); err != nil {
+		return err
 	}
 	return checkNotificationToken(r.mode, r.p.notificationToken)
 }
@@ -274,7 +306,7 @@ func (s *Service) persistAuthorize(ctx context.Context, r *authorizeRequest, x *
 		s.observe(d)
 		return nil, oauth.New(oauth.AccessDenied, "refused by policy: %s", denyReason(d))
 	}
-	if err := s.decideAtAuthorize(&nr, req, d, now); err != nil {
+	if err := s.decideAtAuthorize(&nr, req, d, now, r.mandate); err != nil {
 		return nil, err
 	}
 	if err := s.db.CreateRequest(ctx, nr); err != nil {
@@ -316,21 +348,25 @@ func (s *Service) newAuthorizeRequest(r *authorizeRequest, x *rules.Input, d ris
 }
 
 // decideAtAuthorize sets the state of a request policy did not refuse:
-// approved by policy or context (with its grant and delivery), or pending
-// with the push to the user's devices written with it.
-func (s *Service) decideAtAuthorize(nr *store.NewRequest, req *store.Request, d risk.Decision, now time.Time) error {
+// approved by policy, context or the mandate mu (with its grant and
+// delivery, and the mandate's charge), or pending with the push to the
+// user's devices written with it.
+func (s *Service) decideAtAuthorize(nr *store.NewRequest, req *store.Request, d risk.Decision, now time.Time, mu *mandateUse) error {
 	// CIBA Core §7.3: interval is a positive number of seconds. A request
 	// decided here asks for 1 s (the first poll gets the token); strict
 	// clients (openid-client) refuse 0.
 	nr.Interval = decidedInterval
 	switch d.Path {
-	case rules.PathPolicy, rules.PathContext:
+	case rules.PathPolicy, rules.PathContext, rules.PathMandate:
 		nr.State = store.Approved
 		grant := store.NewID()
 		nr.Approval = &store.Approval{By: d.Path, Rules: ruleIDs(d), GrantID: grant, At: now}
 		nr.Grant = s.grantFor(req, grant)
 		nr.Events = append(nr.Events, store.Event{At: now, Type: "request.approved", RequestID: req.ID, GrantID: grant,
 			User: req.UserID, Agent: req.ClientID, Actors: []string{req.ClientID}, Path: d.Path})
+		if d.Path == rules.PathMandate {
+			mu.approve(nr)
+		}
 		out, issued, err := s.outboxFor(req, nr.Approval)
 		if err != nil {
 			return err

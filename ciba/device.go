@@ -397,6 +397,9 @@ func (s *Service) newDecision(r *store.Request, dev *store.Device, c *decisionCl
 		DecisionJWT: decisionJWT, GrantID: grant, At: now}
 	ev.Type, ev.GrantID = "request.approved", grant
 	d.Grant = s.grantFor(r, grant)
+	if err := s.mandateOfDecision(&d, &ev, r, dev, c.ID, now); err != nil {
+		return d, err
+	}
 	out, issued, err := s.outboxFor(r, d.Approval)
 	if err != nil {
 		return d, err

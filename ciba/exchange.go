@@ -54,6 +54,9 @@ func (s *Service) exchange(ctx context.Context, caller *store.Client, in TokenIn
 		return nil, err
 	}
 	x := s.exchangeInput(caller, r.user, r.scopes, r.details, r.chain, in)
+	if x.Mandate, err = s.exchangeMandate(ctx, &r.sub, r.details); err != nil {
+		return nil, err
+	}
 	d := s.engine.Assess(ctx, x)
 	if s.Observer != nil {
 		s.Observer.Decision(d)
@@ -184,12 +187,21 @@ func (r *exchangeRequest) narrowDetails(raw string) error {
 		}
 	}
 	r.details, r.detailsJSON = wide, r.sub.AuthorizationDetails
+	// A mandate is the user's approval of an intent, asked for by the
+	// agent they approved: a sub-agent may neither carry one on nor ask for
+	// one; it acts within one only by its concrete entries.
+	if raw == "" && rar.IsMandate(wide) {
+		return errSubAgentMandate()
+	}
 	if raw == "" {
 		return nil
 	}
 	details, err := rar.Parse(raw)
 	if err != nil {
 		return err
+	}
+	if rar.IsMandate(details) || rar.IsMandate(wide) {
+		return errSubAgentMandate()
 	}
 	if err := rar.Narrower(details, wide); err != nil {
 		return err
@@ -294,5 +306,6 @@ func (s *Service) exchangeInput(caller *store.Client, u *store.User, scopes []st
 }
 
 func tokenRef(c *token.AccessClaims) store.TokenRef {
-	return store.TokenRef{User: c.Subject, JTI: c.ID, GrantID: c.GrantID, Actors: c.Act.Chain(), IssuedAt: c.IssuedAt}
+	return store.TokenRef{User: c.Subject, JTI: c.ID, GrantID: c.GrantID, MandateID: c.Approval.MandateID,
+		Actors: c.Act.Chain(), IssuedAt: c.IssuedAt}
 }

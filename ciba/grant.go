@@ -131,7 +131,8 @@ func (s *Service) cibaGrant(ctx context.Context, cl *store.Client, in TokenInput
 		return nil, err
 	}
 	ev := store.Event{At: s.Now(), Type: "token.issued", RequestID: id, GrantID: o.Approval.GrantID, User: o.Request.UserID,
-		Agent: cl.ID, Actors: []string{cl.ID}, Path: o.Approval.By, DeviceID: o.Approval.DeviceID, TokenJTI: jti, IP: in.IP}
+		Agent: cl.ID, Actors: []string{cl.ID}, Path: o.Approval.By, DeviceID: o.Approval.DeviceID, TokenJTI: jti, IP: in.IP,
+		MandateID: o.Approval.MandateID}
 	if err := s.db.Redeem(ctx, o.Request, []store.Event{ev}); err != nil {
 		if errors.Is(err, store.ErrNotRedeemable) {
 			// Another poll redeemed it first (or it expired in between):
@@ -150,6 +151,8 @@ func acrOf(by string) string {
 		return oauth.ACRDevice
 	case rules.PathContext:
 		return oauth.ACRContext
+	case rules.PathMandate:
+		return oauth.ACRMandate
 	}
 	return oauth.ACRPolicy
 }
@@ -164,6 +167,11 @@ func (s *Service) mint(r *store.Request, ap *store.Approval, authReqID, jkt stri
 			return nil, "", err
 		}
 	}
+	details := r.AuthorizationDetails
+	if ap.By == rules.PathDevice {
+		// The approval of a mandate request: its token names the mandate.
+		details = withMandateID(details, ap.MandateID)
+	}
 	aud := []string{s.cfg.DefaultAudience}
 	if locs := rar.Locations(rd); len(locs) > 0 {
 		aud = locs
@@ -176,15 +184,15 @@ func (s *Service) mint(r *store.Request, ap *store.Approval, authReqID, jkt stri
 	}
 	at, claims, err := s.tokens.Access(token.AccessClaims{Cnf: cnf,
 		Subject: r.UserID, ClientID: r.ClientID, Audience: aud, Act: &token.Act{Sub: r.ClientID},
-		Scope: r.Scope, GrantID: ap.GrantID, AuthorizationDetails: r.AuthorizationDetails, ACR: acr, AuthTime: ap.At,
-		Approval: token.Approval{By: ap.By, Rules: ap.Rules, DeviceID: ap.DeviceID, DecisionJTI: ap.DecisionJTI},
+		Scope: r.Scope, GrantID: ap.GrantID, AuthorizationDetails: details, ACR: acr, AuthTime: ap.At,
+		Approval: token.Approval{By: ap.By, Rules: ap.Rules, MandateID: ap.MandateID, DeviceID: ap.DeviceID, DecisionJTI: ap.DecisionJTI},
 		Expiry:   r.ExpiresAt.Add(s.tokens.AccessTTL),
 	})
 	if err != nil {
 		return nil, "", err
 	}
 	resp := &TokenResponse{AccessToken: at, TokenType: typ, ExpiresIn: expiresIn(claims),
-		Scope: r.Scope, AuthorizationDetails: r.AuthorizationDetails}
+		Scope: r.Scope, AuthorizationDetails: details}
 	if containsScope(r.Scope, "openid") {
 		resp.IDToken, err = s.tokens.ID(token.IDClaims{Subject: r.UserID, Audience: r.ClientID, ACR: acr,
 			AuthTime: ap.At, AccessToken: at, AuthReqID: authReqID})

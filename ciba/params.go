@@ -19,7 +19,8 @@ import (
 
 // authParams are the authentication request parameters (CIBA Core §7.1).
 var authParams = []string{"scope", "client_notification_token", "acr_values", "login_hint_token",
-	"id_token_hint", "login_hint", "binding_message", "user_code", "requested_expiry", "authorization_details"}
+	"id_token_hint", "login_hint", "binding_message", "user_code", "requested_expiry", "authorization_details",
+	"mandate_id"}
 
 // MaxRequestObjectLifetime bounds a signed request's exp - iat and
 // exp - nbf (FAPI-CIBA §5.2.2: at most 60 minutes).
@@ -46,6 +47,7 @@ func (s *Service) readParams(ctx context.Context, cl *store.Client, form url.Val
 	p.acrValues = strings.Fields(form.Get("acr_values"))
 	p.requestedExpiry = form.Get("requested_expiry")
 	p.details = form.Get("authorization_details")
+	p.mandateID = form.Get("mandate_id")
 	return p, nil
 }
 
@@ -138,7 +140,7 @@ func paramsOfClaims(claims jwt.MapClaims) (params, error) {
 	fields := map[string]*string{"scope": &p.scope, "login_hint": &p.loginHint, "id_token_hint": &p.idTokenHint,
 		"login_hint_token": &p.loginHintToken, "binding_message": &p.bindingMessage, "user_code": &p.userCode,
 		"client_notification_token": &p.notificationToken, "requested_expiry": &p.requestedExpiry,
-		"authorization_details": &p.details, "acr_values": &acr}
+		"authorization_details": &p.details, "acr_values": &acr, "mandate_id": &p.mandateID}
 	for name, dst := range fields {
 		v, ok := claims[name]
 		if !ok {

@@ -41,7 +41,7 @@ func (r storedRisk) view() RiskView {
 	v := RiskView{Level: r.Level, Score: r.Score, Reasons: []RuleReason{}}
 	for _, m := range r.Rules {
 		v.Reasons = append(v.Reasons, RuleReason{Rule: m.ID, Reason: m.Reason})
-		if m.Decision == rules.DecisionRequireDevice || m.Error != "" || m.ID == rules.MatchACRDevice {
+		if m.Decision == rules.DecisionRequireDevice || m.Error != "" || m.ID == rules.MatchACRDevice || m.ID == MatchIntentMandate {
 			v.RequiredBy = append(v.RequiredBy, m.ID)
 		}
 	}

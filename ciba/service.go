@@ -23,7 +23,10 @@ type Config struct {
 	PollInterval    int           // seconds, for device-pending requests (5)
 	DefaultAudience string        // access token aud without locations (the issuer)
 	Limits          store.Limits  // push-bombing caps
-	Dev             bool
+	// MandateMaxValidity bounds how far ahead an intent mandate may end
+	// (DefaultMandateMaxValidity when 0).
+	MandateMaxValidity time.Duration
+	Dev                bool
 }
 
 // Observer receives decision outcomes for metrics. It may be nil.

@@ -43,6 +43,8 @@ func (in *Input) boundsViolation() string {
 		return "user.attributes has more than MaxAttributes keys"
 	case len(ac.Details) > MaxDetails:
 		return "action.details has more than MaxDetails entries"
+	case len(in.Mandate.Templates) > MaxDetails || !shortString(in.Mandate.Intent) || !shortString(in.Mandate.ID) || !shortString(in.Mandate.Currency):
+		return "mandate.templates has more than MaxDetails entries or a mandate string is longer than MaxStringLen"
 	case len(r.AuthZEN) > 4:
 		return "request.authzen has more than its four objects"
 	}
@@ -56,7 +58,7 @@ func (in *Input) boundsViolation() string {
 			return "a value in user.attributes exceeds MaxNested, MaxStringLen or the nesting depth"
 		}
 	}
-	for _, d := range ac.Details {
+	for _, d := range append(ac.Details[:len(ac.Details):len(ac.Details)], in.Mandate.Templates...) {
 		if len(d) > MaxDetailEntries {
 			return "an action.details entry has more than MaxDetailEntries keys"
 		}

@@ -96,15 +96,17 @@ func environment() (*cel.Env, error) {
 type costEstimator struct{}
 
 var boundsByPath = map[string]uint64{
-	"agent.chain":           MaxChain,
-	"user.attributes":       MaxAttributes,
-	"action.scopes":         MaxScopes,
-	"action.details":        MaxDetails,
-	"action.details.@items": MaxDetailEntries,
-	"action.types":          MaxDetails,
-	"action.actions":        MaxDetails,
-	"action.acr_values":     MaxACRValues,
-	"request.authzen":       4, // subject, action, resource, context
+	"agent.chain":              MaxChain,
+	"user.attributes":          MaxAttributes,
+	"action.scopes":            MaxScopes,
+	"action.details":           MaxDetails,
+	"action.details.@items":    MaxDetailEntries,
+	"action.types":             MaxDetails,
+	"action.actions":           MaxDetails,
+	"action.acr_values":        MaxACRValues,
+	"request.authzen":          4, // subject, action, resource, context
+	"mandate.templates":        MaxDetails,
+	"mandate.templates.@items": MaxDetailEntries,
 }
 
 func (costEstimator) EstimateSize(node checker.AstNode) *checker.SizeEstimate {

@@ -15,6 +15,9 @@ const (
 	PathContext = "context" // medium risk, every context check passed
 	PathDevice  = "device"  // the user approves on a phone
 	PathDeny    = "deny"    // refused: 403 access_denied naming the rule
+	// PathMandate: approved by the intent mandate the request names, which
+	// covers it, when no rule denies it or asks for the device.
+	PathMandate = "mandate"
 )
 
 // Risk levels.
@@ -73,7 +76,7 @@ func (o *Outcome) RuleIDs() []string {
 	return ids
 }
 
-// activation resolves the five variables straight to the input structs;
+// activation resolves the six variables straight to the input structs;
 // the object types read their fields without reflection.
 type activation struct {
 	in      *Input
@@ -93,6 +96,8 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return &a.in.Request, true
 	case "signals":
 		return &a.in.Signals, true
+	case "mandate":
+		return &a.in.Mandate, true
 	}
 	return nil, false
 }
@@ -204,6 +209,8 @@ func (rs *Ruleset) decide(ctx context.Context, act *activation, in *Input, out *
 				Reason: "The agent asked for your approval on your device."})
 		}
 		out.Level, out.Path = LevelHigh, PathDevice
+	case in.Mandate.Covers: // A mandate covers it: the user approved it already.
+		out.Level, out.Path = LevelLow, PathMandate
 	case f.allow: // Step 4: allow overrides the score.
 		out.Level, out.Path = LevelLow, PathPolicy
 	case out.Score < rs.Thresholds.Medium: // Step 5: the score, by the thresholds.

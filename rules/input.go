@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Input is what every rule sees: the five CEL variables of docs/rules.md "The CEL
+// Input is what every rule sees: the six CEL variables of docs/rules.md "The CEL
 // environment". The `cel` tags are the names rules use; the `json` tags are
 // the same names, so a recorded input reads like a rule.
 type Input struct {
@@ -18,6 +18,28 @@ type Input struct {
 	Action  Action  `cel:"action" json:"action"`
 	Request Request `cel:"request" json:"request"`
 	Signals Signals `cel:"signals" json:"signals"`
+	Mandate Mandate `cel:"mandate" json:"mandate"`
+}
+
+// Mandate is the CEL variable `mandate`: the intent mandate a request
+// names with mandate_id, as read when the request arrived. A request that
+// names none sees the zero value: id "" and covers false.
+type Mandate struct {
+	ID       string `cel:"id" json:"id"`
+	Intent   string `cel:"intent" json:"intent"`
+	Currency string `cel:"currency" json:"currency"` // the budget's, "" without one
+	// RemainingBudget is what is left of the budget; -1 without a budget.
+	RemainingBudget float64 `cel:"remaining_budget" json:"remaining_budget"`
+	// RemainingUses is how many requests it still allows; -1 unlimited.
+	RemainingUses int64     `cel:"remaining_uses" json:"remaining_uses"`
+	EndsAt        time.Time `cel:"ends_at" json:"ends_at"`
+	// Templates are its actions, each a map of dyn.
+	Templates []map[string]any `cel:"templates" json:"templates"`
+	// Covers is true when the mandate is active, the request's client and
+	// user are its own, every entry is covered by a template of its own,
+	// and the budget and uses left suffice. Only then can the request take
+	// the mandate path.
+	Covers bool `cel:"covers" json:"covers"`
 }
 
 // Agent is the CEL variable `agent`: the client acting for the user.

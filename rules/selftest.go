@@ -93,8 +93,8 @@ func (l *loader) test(n *yaml.Node) *testCase {
 	if p, ok := x["path"]; !ok {
 		l.at(owner, e.val, "expect needs a path")
 	} else if v, ok := l.str(owner, "expect.path", p.val); ok {
-		if !slices.Contains([]string{PathPolicy, PathContext, PathDevice, PathDeny}, v) {
-			l.at(owner, p.val, "expect.path must be policy, context, device or deny, not %q", v)
+		if !slices.Contains([]string{PathPolicy, PathContext, PathDevice, PathDeny, PathMandate}, v) {
+			l.at(owner, p.val, "expect.path must be policy, context, device, deny or mandate, not %q", v)
 		}
 		t.expect.Path = v
 	}

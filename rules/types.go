@@ -11,7 +11,7 @@ import (
 	"github.com/google/cel-go/common/types/traits"
 )
 
-// The five input variables are declared as CEL object types whose fields
+// The six input variables are declared as CEL object types whose fields
 // are read by hand-written getters (no reflection on the request path):
 // misspelt fields are compile errors (docs/rules.md "The CEL environment"), and
 // user.attributes / each action.details entry are maps of dyn. The field
@@ -85,7 +85,18 @@ var (
 		{SignalFirstTime, types.BoolType, func(o any) any { return o.(*Signals).FirstTime }},
 	})
 
-	objectTypes = []*objectType{agentType, userType, actionType, requestType, signalsType}
+	mandateType = newObjectType("Mandate", reflect.TypeFor[Mandate](), []fieldDef{
+		{"id", types.StringType, func(o any) any { return o.(*Mandate).ID }},
+		{"intent", types.StringType, func(o any) any { return o.(*Mandate).Intent }},
+		{"currency", types.StringType, func(o any) any { return o.(*Mandate).Currency }},
+		{"remaining_budget", types.DoubleType, func(o any) any { return o.(*Mandate).RemainingBudget }},
+		{"remaining_uses", types.IntType, func(o any) any { return o.(*Mandate).RemainingUses }},
+		{"ends_at", types.TimestampType, func(o any) any { return o.(*Mandate).EndsAt }},
+		{"templates", types.NewListType(dynMap), func(o any) any { return o.(*Mandate).Templates }},
+		{"covers", types.BoolType, func(o any) any { return o.(*Mandate).Covers }},
+	})
+
+	objectTypes = []*objectType{agentType, userType, actionType, requestType, signalsType, mandateType}
 )
 
 // variables maps each CEL variable name to its object type.
@@ -94,7 +105,7 @@ var variables = []struct {
 	typ  *objectType
 }{
 	{"agent", agentType}, {"user", userType}, {"action", actionType},
-	{"request", requestType}, {"signals", signalsType},
+	{"request", requestType}, {"signals", signalsType}, {"mandate", mandateType},
 }
 
 func newObjectType(name string, goType reflect.Type, defs []fieldDef) *objectType {
@@ -276,12 +287,14 @@ func (a *typeAdapter) NativeToValue(v any) ref.Val {
 		return &object{t: requestType, v: v, adapter: a}
 	case *Signals:
 		return &object{t: signalsType, v: v, adapter: a}
+	case *Mandate:
+		return &object{t: mandateType, v: v, adapter: a}
 	}
 	return a.base.NativeToValue(v)
 }
 
 // inputTypes is the environment option declaring the object types and the
-// five variables.
+// six variables.
 func inputTypes() cel.EnvOption {
 	return func(e *cel.Env) (*cel.Env, error) {
 		p := &typeProvider{Provider: e.CELTypeProvider(), byName: map[string]*objectType{}}

@@ -14,6 +14,7 @@ import (
 // AuditEntries.
 type AuditFilter struct {
 	User, Agent, Request, Type, Cursor string
+	Mandate                            string // an intent mandate's id: its creation, use and revocation
 	Since                              string // RFC 3339
 	Limit                              string // 1 to 1000
 }
@@ -26,7 +27,7 @@ type AuditPage struct {
 
 // query checks the filter and turns it into a store query.
 func (f AuditFilter) query() (store.AuditQuery, error) {
-	q := store.AuditQuery{User: f.User, Agent: f.Agent, Request: f.Request, Type: f.Type, Cursor: f.Cursor}
+	q := store.AuditQuery{User: f.User, Agent: f.Agent, Request: f.Request, Type: f.Type, Cursor: f.Cursor, Mandate: f.Mandate}
 	if f.Since != "" {
 		t, err := time.Parse(time.RFC3339, f.Since)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/countersign/countersign/ciba/oauth"
+	"github.com/countersign/countersign/ciba/store"
 )
 
 // wantOAuth checks that err is the protocol error code with description
@@ -139,5 +140,17 @@ func TestAuditFilter(t *testing.T) {
 	page, err := s.AuditEntries(ctx, AuditFilter{User: "nobody", Since: "2026-01-01T00:00:00Z", Limit: "1000"})
 	if err != nil || page.Entries == nil || len(page.Entries) != 0 || page.NextCursor != "" {
 		t.Errorf("empty trail: %+v %v", page, err)
+	}
+	// mandate= keeps the events of one intent mandate.
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.DB.Audit(ctx, "alice", store.Event{Type: "request.approved", User: "alice", MandateID: "m1"},
+		store.Event{Type: "request.approved", User: "alice", MandateID: "m2"}, store.Event{Type: "request.approved", User: "alice"}))
+	page, err = s.AuditEntries(ctx, AuditFilter{Mandate: "m1"})
+	if err != nil || len(page.Entries) != 1 || page.Entries[0].MandateID != "m1" {
+		t.Errorf("by mandate: %+v %v", page, err)
 	}
 }

@@ -19,6 +19,9 @@ const (
 	ACRPolicy  = "urn:countersign:acr:policy"
 	ACRContext = "urn:countersign:acr:context"
 	ACRDevice  = "urn:countersign:acr:device"
+	// ACRMandate: approved by the user's intent mandate, signed on their
+	// device when it was created.
+	ACRMandate = "urn:countersign:acr:mandate"
 )
 
 // Error codes from RFC 6749 §5.2, CIBA Core §11 and §13, RFC 9396 §5,

@@ -72,7 +72,11 @@ var registered = map[string]schema{
 }
 
 // Types returns the registered types, for authorization_details_types_supported.
-func Types() []string { return []string{TypePaymentInitiation, TypeAgentAction, TypeMCPToolCall} }
+func Types() []string {
+	return []string{TypePaymentInitiation, TypeAgentAction, TypeMCPToolCall, TypeIntentMandate}
+}
+
+func init() { registered[TypeIntentMandate] = intentMandate }
 
 // Parse validates an authorization_details parameter and returns its
 // entries. An empty string is an absent parameter (RFC 6749 §3.1) and
@@ -121,6 +125,9 @@ func Parse(raw string) ([]Detail, error) {
 		}
 		out = append(out, Detail(obj))
 	}
+	if IsMandate(out) && len(out) > 1 {
+		return nil, refuse("an intent_mandate must be the only entry of its request")
+	}
 	return out, nil
 }
 
@@ -138,6 +145,15 @@ func validate(d map[string]any) string {
 	if !ok {
 		return fmt.Sprintf("unknown type %s", t) // RFC 9396 §5: unknown type
 	}
+	if t == TypeIntentMandate {
+		return validateWith(d, t, s, nil)
+	}
+	return validateWith(d, t, s, common)
+}
+
+// validateWith checks d against schema s of type t, members of extra
+// allowed besides s's own.
+func validateWith(d map[string]any, t string, s schema, extra map[string]check) string {
 	for _, name := range s.required {
 		if _, ok := d[name]; !ok {
 			return fmt.Sprintf("%s requires %s", t, name)
@@ -154,7 +170,7 @@ func validate(d map[string]any) string {
 		}
 		c, ok := s.members[name]
 		if !ok {
-			c, ok = common[name]
+			c, ok = extra[name]
 		}
 		if !ok {
 			return fmt.Sprintf("unknown member %s in %s", name, t)

@@ -140,7 +140,7 @@ func TestParseAccepts(t *testing.T) {
 }
 
 func TestTypes(t *testing.T) {
-	if got := Types(); !reflect.DeepEqual(got, []string{"payment_initiation", "agent_action", "mcp_tool_call"}) {
+	if got := Types(); !reflect.DeepEqual(got, []string{"payment_initiation", "agent_action", "mcp_tool_call", "intent_mandate"}) {
 		t.Fatalf("Types() = %v", got)
 	}
 }

@@ -17,6 +17,7 @@ type Event struct {
 	Type        string          `json:"type"`
 	RequestID   string          `json:"request_id,omitempty"`
 	GrantID     string          `json:"grant_id,omitempty"`
+	MandateID   string          `json:"mandate_id,omitempty"`
 	User        string          `json:"user,omitempty"`
 	Agent       string          `json:"agent,omitempty"`
 	Actors      []string        `json:"actors,omitempty"`

@@ -20,6 +20,7 @@ import (
 // AuditQuery filters the audit trail. Empty members do not filter.
 type AuditQuery struct {
 	User, Agent, Request, Type string
+	Mandate                    string // events of requests under (and of) one mandate
 	Since                      time.Time
 	Limit                      int    // default 100, at most 1000
 	Cursor                     string // from a previous page
@@ -51,6 +52,9 @@ func (q AuditQuery) match(e *Event) bool {
 		return false
 	}
 	if q.Request != "" && e.RequestID != q.Request {
+		return false
+	}
+	if q.Mandate != "" && e.MandateID != q.Mandate {
 		return false
 	}
 	if q.Type != "" && e.Type != q.Type && !strings.HasPrefix(e.Type, q.Type+".") {

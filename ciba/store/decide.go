@@ -115,13 +115,17 @@ type Decision struct {
 	Approval *Approval // when approving
 	Outbox   *Outbox
 	Grant    *Grant // when approving
-	Events   []Event
+	// Mandate, when approving a mandate request, is created in the same
+	// script as the decision.
+	Mandate *Mandate
+	Events  []Event
 }
 
 // scriptDecide is lua/decide.lua; the names are its KEYS and ARGV as
 // passed below, in order.
-var scriptDecide = newAudited("decide", requestKeys,
-	[]string{"verdict", "user", "now_ms", "approval", "amount", "outbox_entry", "grant_rec", "grant_exp_ms"})
+var scriptDecide = newAudited("decide", append(requestKeys[:len(requestKeys):len(requestKeys)], mandateKeyNames...),
+	[]string{"verdict", "user", "now_ms", "approval", "amount", "outbox_entry", "grant_rec", "grant_exp_ms",
+		"mandate_rec", "mandate_until_ms", "mandate_budget", "mandate_max_uses", "mandate_ttl_ms"})
 
 // Decide records the first decision on a pending request of r.UserID.
 func (db *DB) Decide(ctx context.Context, r *Request, d Decision) error {
@@ -145,8 +149,18 @@ func (db *DB) Decide(ctx context.Context, r *Request, d Decision) error {
 	if err != nil {
 		return err
 	}
+	margs, err := db.mandateCreateArgs(d.Mandate, now)
+	if err != nil {
+		return err
+	}
 	k := db.keysFor(r.ID, r.ClientID, r.UserID, grantID, now)
-	res, err := db.runAudited(ctx, scriptDecide, k.shard, k.keys, []any{verdict, r.UserID, ms(now), ap, r.Amount, ob, grantRec, grantExp}, d.Events)
+	mid := ""
+	if d.Mandate != nil {
+		mid = d.Mandate.ID
+	}
+	keys := append(k.keys, db.mandateKeys(r.UserID, mid)...)
+	args := append([]any{verdict, r.UserID, ms(now), ap, r.Amount, ob, grantRec, grantExp}, margs...)
+	res, err := db.runAudited(ctx, scriptDecide, k.shard, keys, args, d.Events)
 	if err != nil {
 		return err
 	}

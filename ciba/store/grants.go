@@ -118,6 +118,7 @@ func (db *DB) RevokeAgent(ctx context.Context, client, user string, event Event)
 // TokenRef names what a token depends on, for the revocation check.
 type TokenRef struct {
 	User, JTI, GrantID string
+	MandateID          string   // approval.mandate_id, when issued under a mandate
 	Actors             []string // every client in the act chain
 	IssuedAt           time.Time
 }
@@ -129,6 +130,10 @@ func (db *DB) Revoked(ctx context.Context, r TokenRef) (bool, string, error) {
 	p := db.rdb.Pipeline()
 	jti := p.Exists(ctx, t+"rev:jti:"+r.JTI)
 	grant := p.Exists(ctx, t+"rev:grant:"+r.GrantID)
+	var mandate *redis.SliceCmd
+	if r.MandateID != "" {
+		mandate = p.HMGet(ctx, t+"mandate:"+r.MandateID, "user", "revoked_at")
+	}
 	agents := make([]*redis.StringCmd, 0, 2*len(r.Actors))
 	for _, a := range r.Actors {
 		agents = append(agents, p.Get(ctx, db.dir()+"rev-agent:"+a), p.Get(ctx, t+"rev:agent:"+a+":"+r.User))
@@ -141,6 +146,13 @@ func (db *DB) Revoked(ctx context.Context, r TokenRef) (bool, string, error) {
 	}
 	if r.GrantID != "" && grant.Val() == 1 {
 		return true, "grant revoked", nil
+	}
+	if mandate != nil {
+		// A mandate's record outlives its tokens (MandateGrace): one that
+		// is gone, or another user's, fails closed.
+		if v := mandate.Val(); len(v) < 2 || v[0] != r.User || v[1] != nil {
+			return true, "mandate revoked", nil
+		}
 	}
 	iat := ms(r.IssuedAt)
 	for _, c := range agents {

@@ -38,6 +38,7 @@ type Approval struct {
 	DecisionJTI string    `json:"decision_jti,omitempty"`
 	DecisionJWT string    `json:"decision_jwt,omitempty"`
 	GrantID     string    `json:"grant_id,omitempty"`
+	MandateID   string    `json:"mandate_id,omitempty"`
 	TokenJTI    string    `json:"token_jti,omitempty"`
 	At          time.Time `json:"at"`
 }
@@ -88,7 +89,10 @@ type NewRequest struct {
 	Outbox   *Outbox   // when a ping/push client must be told now, or the devices pushed
 	Limits   Limits    // when State is Pending
 	Grant    *Grant    // when State is Approved
-	Events   []Event
+	// Mandate, when set, is re-checked and charged in the same script:
+	// ErrMandateSpent (and nothing stored) when it no longer allows it.
+	Mandate *MandateCharge
+	Events  []Event
 }
 
 type reqKeys struct {
@@ -138,8 +142,10 @@ var requestKeys = []string{"req", "user_pending", "agent_user_pending", "agent_u
 
 // scriptCreate is lua/create_request.lua; the names are its KEYS and ARGV as
 // passed below, in order.
-var scriptCreate = newAudited("create_request", requestKeys, []string{"rec", "state", "now_ms", "exp_ms", "interval", "approval", "amount",
-	"max_user_pending", "max_agent_user_pending", "max_pushes", "id", "outbox_entry", "gc_ttl_ms", "grant_rec", "grant_exp_ms"})
+var scriptCreate = newAudited("create_request", append(requestKeys[:len(requestKeys):len(requestKeys)], mandateKeyNames...),
+	[]string{"rec", "state", "now_ms", "exp_ms", "interval", "approval", "amount",
+		"max_user_pending", "max_agent_user_pending", "max_pushes", "id", "outbox_entry", "gc_ttl_ms", "grant_rec", "grant_exp_ms",
+		"mandate_id", "mandate_amount", "mandate_uses", "mandate_taken"})
 
 // gcTTL keeps a request around for an hour after its expiry so late polls
 // get expired_token rather than invalid_grant.
@@ -168,14 +174,26 @@ func (db *DB) CreateRequest(ctx context.Context, n NewRequest) error {
 	if err != nil {
 		return err
 	}
+	charge, err := mandateChargeArgs(n.Mandate, r, now)
+	if err != nil {
+		return err
+	}
 	k := db.keysFor(r.ID, r.ClientID, r.UserID, grantID, now)
-	res, err := db.runAudited(ctx, scriptCreate, k.shard, k.keys, []any{
+	mid := ""
+	if n.Mandate != nil {
+		mid = n.Mandate.ID
+	}
+	keys := append(k.keys, db.mandateKeys(r.UserID, mid)...)
+	res, err := db.runAudited(ctx, scriptCreate, k.shard, keys, append([]any{
 		rec, string(n.State), ms(now), ms(r.ExpiresAt), n.Interval, approval, r.Amount,
 		n.Limits.PendingPerUser, n.Limits.PendingPerAgentUser, n.Limits.PushesPerMinute,
 		r.ID, ob, (r.ExpiresAt.Sub(now) + gcTTL).Milliseconds(), grantRec, grantExp,
-	}, n.Events)
+	}, charge...), n.Events)
 	if err != nil {
 		return err
+	}
+	if res[0] == "mandate" {
+		return ErrMandateSpent
 	}
 	if res[0] == "limit" {
 		which, _ := res[1].(string)

@@ -134,6 +134,11 @@ type Lookup struct {
 	// which user they belong to ("" when the hint was not an id).
 	Signals    Signals
 	SignalsFor string
+	// Mandate is the mandate named at /bc-authorize, read for the hint
+	// taken as a user id (nil when absent or the hint was not an id);
+	// MandateRead says whether it was read at all.
+	Mandate     *MandateState
+	MandateRead bool
 }
 
 // scriptLookup is lua/lookup.lua; the names are its KEYS and ARGV as
@@ -144,6 +149,13 @@ var scriptLookup = newLua("lookup", []string{"client", "user_by_id", "user_by_em
 // user a login_hint names (by id or email) and, taking the hint as a user
 // id, the named signals.
 func (db *DB) LookupAuthorize(ctx context.Context, clientID, hint string, names []string, now time.Time) (Lookup, error) {
+	return db.LookupAuthorizeMandate(ctx, clientID, hint, "", names, now)
+}
+
+// LookupAuthorizeMandate is LookupAuthorize that also reads, in the same
+// round trip, the mandate named by mandateID, taking the hint as its
+// user's id.
+func (db *DB) LookupAuthorizeMandate(ctx context.Context, clientID, hint, mandateID string, names []string, now time.Time) (Lookup, error) {
 	var out Lookup
 	keys := []string{db.clientKey(clientID), db.userKey(hint), db.emailKey(hint)}
 	args := []any{db.userKey(""), db.userDevicesKey("")}
@@ -152,6 +164,10 @@ func (db *DB) LookupAuthorize(ctx context.Context, clientID, hint string, names 
 	var sig func() Signals
 	if len(names) > 0 && hint != "" {
 		sig = db.queueSignals(ctx, p, clientID, hint, names, now)
+	}
+	var mandate *redis.SliceCmd
+	if mandateID != "" && hint != "" && validMandateID(mandateID) {
+		mandate = db.queueMandate(ctx, p, hint, mandateID)
 	}
 	_, err := p.Exec(ctx)
 	if err != nil && !errors.Is(err, redis.Nil) && !isNoScript(look.Err()) {
@@ -176,6 +192,12 @@ func (db *DB) LookupAuthorize(ctx context.Context, clientID, hint string, names 
 		out.User.Devices, _ = res[2].(int64)
 		if sig != nil && out.User.ID == hint {
 			out.Signals, out.SignalsFor = sig(), hint
+		}
+		if mandate != nil && out.User.ID == hint {
+			if out.Mandate, err = decodeMandate(mandate.Val()); err != nil {
+				return out, err
+			}
+			out.MandateRead = true
 		}
 	}
 	return out, nil

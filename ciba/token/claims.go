@@ -30,8 +30,9 @@ func (a *Act) Chain() []string {
 
 // Approval says how the request behind a token was approved.
 type Approval struct {
-	By          string   `json:"by"` // "policy", "context" or "device"
+	By          string   `json:"by"` // "policy", "context", "device" or "mandate"
 	Rules       []string `json:"rules"`
+	MandateID   string   `json:"mandate_id,omitempty"`
 	DeviceID    string   `json:"device_id,omitempty"`
 	DecisionJTI string   `json:"decision_jti,omitempty"`
 }

@@ -30,6 +30,7 @@ type Config struct {
 	IDTokenTTL         time.Duration
 	DefaultExpiry      time.Duration
 	MaxExpiry          time.Duration
+	MandateMaxValidity time.Duration
 	PollInterval       int
 	MaxPendingPerUser  int
 	MaxPendingPerAgent int
@@ -66,6 +67,7 @@ func (c *Config) defs() []flagDef {
 		{name: "id-token-ttl", env: "COUNTERSIGN_ID_TOKEN_TTL", dur: &c.IDTokenTTL, def: "5m", help: "ID token lifetime"},
 		{name: "default-expiry", env: "COUNTERSIGN_DEFAULT_EXPIRY", dur: &c.DefaultExpiry, def: "300s", help: "request expiry when requested_expiry is absent"},
 		{name: "max-expiry", env: "COUNTERSIGN_MAX_EXPIRY", dur: &c.MaxExpiry, def: "1800s", help: "largest requested_expiry honoured (larger values are clamped)"},
+		{name: "mandate-max-validity", env: "COUNTERSIGN_MANDATE_MAX_VALIDITY", dur: &c.MandateMaxValidity, def: "168h", help: "how far ahead an intent mandate's valid_until may be"},
 		{name: "poll-interval", env: "COUNTERSIGN_POLL_INTERVAL", num: &c.PollInterval, def: "5", help: "poll interval in seconds for device-pending requests"},
 		{name: "max-pending-per-user", env: "COUNTERSIGN_MAX_PENDING_PER_USER", num: &c.MaxPendingPerUser, def: "10", help: "device-pending requests per user (0: no cap)"},
 		{name: "max-pending-per-agent-user", env: "COUNTERSIGN_MAX_PENDING_PER_AGENT_USER", num: &c.MaxPendingPerAgent, def: "3", help: "device-pending requests per agent and user (0: no cap)"},
@@ -227,6 +229,9 @@ func checkDurations(c *Config) []error {
 		if d < time.Second || d > 24*time.Hour {
 			errs = append(errs, fmt.Errorf("%s must be between 1s and 24h", name))
 		}
+	}
+	if c.MandateMaxValidity < time.Minute || c.MandateMaxValidity > 90*24*time.Hour {
+		errs = append(errs, errors.New("mandate-max-validity must be between 1m and 2160h (90 days)"))
 	}
 	if c.DefaultExpiry > c.MaxExpiry {
 		errs = append(errs, errors.New("default-expiry must not exceed max-expiry"))

@@ -238,6 +238,7 @@ func (n *node) buildService(p *nodeParts) {
 		Client: p.policy.Client(10 * time.Second), Now: p.now}}
 	n.service = ciba.New(ciba.Config{
 		Issuer: cfg.Issuer, DefaultAudience: cfg.DefaultAudience, DefaultExpiry: cfg.DefaultExpiry, MaxExpiry: cfg.MaxExpiry, PollInterval: cfg.PollInterval,
+		MandateMaxValidity: cfg.MandateMaxValidity,
 		Limits: store.Limits{PendingPerUser: cfg.MaxPendingPerUser, PendingPerAgentUser: cfg.MaxPendingPerAgent,
 			PushesPerMinute: cfg.MaxPushesPerMinute},
 		Dev: cfg.Dev,

@@ -1,6 +1,6 @@
 -- create_request: stores a request decided at /bc-authorize with its
 -- counters, indexes, grant, outbox entry and audit events, in one step.
--- include: audit request
+-- include: audit request mandate
 --
 -- KEYS (every request script takes the keys of keysFor, in this order)
 --   1   req                   {sNN}:req:<id>, the request hash
@@ -17,8 +17,11 @@
 --   12  user_grants           {sNN}:grants:<user>, grant ids by expiry
 --   13  grant                 {sNN}:grant:<grant id> (when a grant is stored)
 --   14  agent_requests        {sNN}:c:a:<client>:r:<5m>, this shard's share
---   15  audit                 {sNN}:audit, the shard audit stream
---   16  audit_head            {sNN}:audit-head, its hash-chain head
+--   15  mandate               {sNN}:mandate:<id> (of an intent mandate, when one is involved)
+--   16  mandate_taken         {sNN}:mandate:<id>:taken, the requests approved under it
+--   17  user_mandates         {sNN}:mandates:<user>, the user's mandate ids
+--   18  audit                 {sNN}:audit, the shard audit stream
+--   19  audit_head            {sNN}:audit-head, its hash-chain head
 -- ARGV
 --   1    rec                   the request JSON
 --   2    state                 pending | approved | denied
@@ -35,21 +38,32 @@
 --   13   gc_ttl_ms             how long Redis keeps the hash (garbage only)
 --   14   grant_rec             the grant JSON ('' for none)
 --   15   grant_exp_ms          the grant's expiry
---   16.. audit...              expected head, n, then hash and body per event
+--   16   mandate_id            the mandate to charge ('' for none)
+--   17   mandate_amount        cents it takes
+--   18   mandate_uses          uses it takes
+--   19   mandate_taken         the entry noted in its taken list
+--   20.. audit...              expected head, n, then hash and body per event
 -- RETURNS
 --   {'ok'}                     stored (a denial stores only counters and audit)
 --   {'limit', which, retry_ms} a cap is reached: user_pending, agent_user_pending or pushes_per_minute
+--   {'mandate', why}           the mandate no longer allows the charge: nothing written
 --   {'stale', head}            the audit head moved: nothing written, retry
 local req, user_pending, agent_user_pending = KEYS[1], KEYS[2], KEYS[3]
 local agent_user_requests, agent_user_approvals, agent_user_spend = KEYS[4], KEYS[5], KEYS[6]
 local user_spend, agent_user_denials, user_pushes, expiries = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local outbox_key, user_grants, grant_key, agent_requests = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
-local audit, audit_head = KEYS[15], KEYS[16]
-local a = audit_from(ARGV, 16)
+local mandate, mandate_taken, user_mandates = KEYS[15], KEYS[16], KEYS[17]
+local audit, audit_head = KEYS[18], KEYS[19]
+local a = audit_from(ARGV, 20)
 local stale = audit_stale(audit_head, a)
 if stale then return {'stale', stale} end
 local now = tonumber(ARGV[3])
 local state, exp_ms, id = ARGV[2], ARGV[4], ARGV[11]
+local rec = cjson.decode(ARGV[1])
+-- A request approved by a mandate re-checks it here, atomically with the
+-- charge: concurrent requests never spend more than it allows.
+local why = mandate_refused(mandate, ARGV[16], rec['client_id'], rec['user_id'], now, tonumber(ARGV[17]), tonumber(ARGV[18]))
+if why then return {'mandate', why} end
 if state == 'denied' then
   audit_write(audit, audit_head, a)
   deny_counters(agent_user_denials)
@@ -77,13 +91,13 @@ end
 -- Every check passed: the audit events are the first write, so a failure
 -- to write them leaves nothing else written.
 audit_write(audit, audit_head, a)
+mandate_charge(mandate, mandate_taken, ARGV[16], tonumber(ARGV[17]), tonumber(ARGV[18]), ARGV[19])
 if state == 'pending' then
   redis.call('INCR', user_pushes); redis.call('EXPIRE', user_pushes, 120)
   redis.call('ZADD', user_pending, exp_ms, id)
   redis.call('ZADD', agent_user_pending, exp_ms, id)
   redis.call('ZADD', expiries, exp_ms, id)
 end
-local rec = cjson.decode(ARGV[1])
 redis.call('HSET', req, 'rec', ARGV[1], 'state', state, 'exp', exp_ms, 'interval', ARGV[5],
   'next', 0, 'client', rec['client_id'], 'user', rec['user_id'])
 if state == 'approved' then

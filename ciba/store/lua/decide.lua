@@ -1,5 +1,5 @@
 -- decide: records the first decision on a pending request of a user.
--- include: audit request
+-- include: audit request mandate
 --
 -- KEYS (every request script takes the keys of keysFor, in this order)
 --   1   req                   {sNN}:req:<id>, the request hash
@@ -16,8 +16,11 @@
 --   12  user_grants           {sNN}:grants:<user>, grant ids by expiry
 --   13  grant                 {sNN}:grant:<grant id> (when a grant is stored)
 --   14  agent_requests        {sNN}:c:a:<client>:r:<5m>, this shard's share
---   15  audit                 {sNN}:audit, the shard audit stream
---   16  audit_head            {sNN}:audit-head, its hash-chain head
+--   15  mandate               {sNN}:mandate:<id> (of an intent mandate, when one is involved)
+--   16  mandate_taken         {sNN}:mandate:<id>:taken, the requests approved under it
+--   17  user_mandates         {sNN}:mandates:<user>, the user's mandate ids
+--   18  audit                 {sNN}:audit, the shard audit stream
+--   19  audit_head            {sNN}:audit-head, its hash-chain head
 -- ARGV
 --   1    verdict               approve | deny
 --   2    user                  the deciding user (must own the request)
@@ -27,7 +30,12 @@
 --   6    outbox_entry          the notification to deliver ('' for none)
 --   7    grant_rec             the grant JSON ('' for none)
 --   8    grant_exp_ms          the grant's expiry
---   9..  audit...              expected head, n, then hash and body per event
+--   9    mandate_rec           the intent mandate the approval creates ('' for none)
+--   10   mandate_until_ms      its end
+--   11   mandate_budget        its budget in cents (-1: none)
+--   12   mandate_max_uses      its uses (0: unlimited)
+--   13   mandate_ttl_ms        how long Redis keeps it (garbage only)
+--   14.. audit...              expected head, n, then hash and body per event
 -- RETURNS
 --   {'ok'}                     decided
 --   {'missing'}                no such request, or another user's
@@ -37,8 +45,9 @@ local req, user_pending, agent_user_pending = KEYS[1], KEYS[2], KEYS[3]
 local agent_user_requests, agent_user_approvals, agent_user_spend = KEYS[4], KEYS[5], KEYS[6]
 local user_spend, agent_user_denials, user_pushes, expiries = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local outbox_key, user_grants, grant_key, agent_requests = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
-local audit, audit_head = KEYS[15], KEYS[16]
-local a = audit_from(ARGV, 9)
+local mandate, mandate_taken, user_mandates = KEYS[15], KEYS[16], KEYS[17]
+local audit, audit_head = KEYS[18], KEYS[19]
+local a = audit_from(ARGV, 14)
 local stale = audit_stale(audit_head, a)
 if stale then return {'stale', stale} end
 local now = ARGV[3]
@@ -52,6 +61,7 @@ if ARGV[1] == 'approve' then
   redis.call('HSET', req, 'state', 'approved', 'approval', ARGV[4])
   approve_counters(agent_user_requests, agent_requests, agent_user_approvals, agent_user_spend, user_spend, tonumber(ARGV[5]))
   grant(user_grants, grant_key, ARGV[7], ARGV[8], now)
+  mandate_create(mandate, user_mandates, ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13])
 else
   redis.call('HSET', req, 'state', 'denied')
   deny_counters(agent_user_denials)

@@ -14,6 +14,7 @@ func (s *srv) mandateRoutes(e *echo.Echo, admin *echo.Group) {
 	d.POST("/:id/revoke", s.deviceRevokeMandate)
 	admin.GET("/mandates", s.adminMandates)
 	admin.GET("/mandates/:id", s.adminMandate)
+	admin.GET("/mandates/:id/record", s.adminMandateRecord)
 	admin.POST("/mandates/:id/revoke", s.adminRevokeMandate)
 	admin.GET("/users/:id/devices", s.userDevices)
 }
@@ -50,6 +51,17 @@ func (s *srv) adminMandate(c echo.Context) error {
 	}
 	noStore(c)
 	return c.JSON(http.StatusOK, v)
+}
+
+// adminMandateRecord is the mandate as stored: the entry exactly as the
+// device signed it and that device's public key, for offline checks.
+func (s *srv) adminMandateRecord(c echo.Context) error {
+	m, err := s.Service.MandateRecord(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	noStore(c)
+	return c.JSON(http.StatusOK, m.Mandate)
 }
 
 func (s *srv) adminRevokeMandate(c echo.Context) error {

@@ -17,6 +17,7 @@ func TestMandateRoutes(t *testing.T) {
 	}
 	for _, c := range []struct{ method, path, code string }{
 		{"GET", "/admin/mandates/nosuchmandate0000000000", "not_found"},
+		{"GET", "/admin/mandates/nosuchmandate0000000000/record", "not_found"},
 		{"POST", "/admin/mandates/nosuchmandate0000000000/revoke", "not_found"},
 		{"GET", "/admin/users/nobody/devices", "not_found"},
 	} {

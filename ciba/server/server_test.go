@@ -26,7 +26,7 @@ func TestRouteTable(t *testing.T) {
 		"GET /.well-known/authzen-configuration", "POST /access/v1/evaluation", "POST /access/v1/evaluations",
 		"GET /app",
 		"GET /device/mandates", "POST /device/mandates/:id/revoke", "GET /admin/mandates", "GET /admin/mandates/:id",
-		"POST /admin/mandates/:id/revoke", "GET /admin/users/:id/devices",
+		"POST /admin/mandates/:id/revoke", "GET /admin/users/:id/devices", "GET /admin/mandates/:id/record",
 	}
 	var got []string
 	for _, r := range s.h.(*echo.Echo).Routes() {

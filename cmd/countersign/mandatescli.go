@@ -47,7 +47,6 @@ type mandateView struct {
 	Status     string            `json:"status"`
 	DeviceID   string            `json:"device_id"`
 	RequestID  string            `json:"request_id"`
-	DeviceKey  json.RawMessage   `json:"device_public_key,omitempty"`
 	Taken      []json.RawMessage `json:"taken"`
 }
 
@@ -221,7 +220,10 @@ func signedIntent(ctx context.Context, c *adminClient, m *mandateView) (intentCh
 	if approved == nil {
 		return intentCheck{DeviceID: m.DeviceID, Problem: "the audit trail has no device approval of request " + m.RequestID}, nil
 	}
-	key := m.DeviceKey
+	key, err := storedDeviceKey(ctx, c, m.ID)
+	if err != nil {
+		return intentCheck{}, err
+	}
 	if len(key) == 0 {
 		if key, err = deviceKeyOf(ctx, c, m.UserID, m.DeviceID); err != nil {
 			return intentCheck{}, err
@@ -231,6 +233,23 @@ func signedIntent(ctx context.Context, c *adminClient, m *mandateView) (intentCh
 		return intentCheck{DeviceID: m.DeviceID, Problem: "device " + m.DeviceID + " is no longer enrolled: its public key is gone"}, nil
 	}
 	return verifyIntent(m, approved, key), nil
+}
+
+// storedDeviceKey returns the copy of the signing device's public key the
+// server kept with the mandate (nil when it kept none): it outlives the
+// device's removal.
+func storedDeviceKey(ctx context.Context, c *adminClient, id string) (json.RawMessage, error) {
+	b, err := c.call(ctx, "GET", "/admin/mandates/"+url.PathEscape(id)+"/record", nil)
+	if err != nil {
+		return nil, fmt.Errorf("reading the mandate record: %w", err)
+	}
+	var rec struct {
+		DeviceJWK json.RawMessage `json:"device_jwk"`
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("decoding the mandate record: %w", err)
+	}
+	return rec.DeviceJWK, nil
 }
 
 // deviceKeyOf returns the public JWK of the user's enrolled device id

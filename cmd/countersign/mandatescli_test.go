@@ -18,6 +18,7 @@ import (
 	"github.com/gowebpki/jcs"
 
 	"github.com/countersign/countersign/ciba/dpop"
+	"github.com/countersign/countersign/ciba/store"
 	"github.com/countersign/countersign/mobile-stub/phone"
 )
 
@@ -242,6 +243,23 @@ func TestMandatesCLIAndRoutes(t *testing.T) {
 	}
 	if code, _, _ := tn.cli("mandates", "revoke", mid); code != 0 {
 		t.Fatal("revoking twice must succeed")
+	}
+
+	// The signed intent still verifies once the phone is removed: the
+	// server kept the device's public key with the mandate.
+	devs, err := tn.db.Devices(context.Background(), "alice")
+	if err != nil || len(devs) != 1 {
+		t.Fatalf("devices: %v %v", devs, err)
+	}
+	if err := tn.db.RemoveDevice(context.Background(), devs[0], store.Event{At: tn.clock.Now(), Type: "device.removed",
+		User: "alice", DeviceID: devs[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if r := tn.admin("GET", "/admin/users/alice/devices", nil); r.Raw != `{"devices":[]}`+"\n" {
+		t.Fatalf("devices after removal: %s", r.Raw)
+	}
+	if code, out, errOut := tn.cli("mandates", "show", mid); code != 0 || !strings.Contains(out, "signed intent: VERIFIED") {
+		t.Fatalf("show after the device was removed: %d\n%s\n%s", code, out, errOut)
 	}
 }
 

@@ -40,6 +40,7 @@ func (c *Client) Authorize(ctx context.Context, r Request) (*Token, error) {
 	set("binding_message", r.BindingMessage)
 	set("acr_values", r.ACRValues)
 	set("client_notification_token", r.NotificationToken)
+	set("mandate_id", r.MandateID)
 	if r.RequestedExpiry > 0 {
 		form.Set("requested_expiry", strconv.Itoa(r.RequestedExpiry))
 	}

@@ -57,6 +57,9 @@ type Request struct {
 	RequestedExpiry      int // seconds; 0 leaves it to the server
 	ACRValues            string
 	NotificationToken    string // client_notification_token (ping mode)
+	// MandateID acts within an intent mandate the user approved before
+	// (see AskMandate): inside it the request needs no new approval.
+	MandateID string
 }
 
 // Token is a token response (RFC 6749 §5.1, RFC 8693 §2.2.1).

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"log"
 	"net/http"
+	"time"
 
 	"github.com/countersign/countersign/ciba/agent"
 )
@@ -31,4 +32,29 @@ func ExampleClient_Authorize() {
 	if err == nil {
 		resp.Body.Close()
 	}
+}
+
+// An agent asks alice once for a travel mandate, then books inside it:
+// the purchase needs no new approval while it fits the mandate.
+func ExampleClient_AskMandate() {
+	c := &agent.Client{Issuer: "https://countersign.example", ClientID: "trip-planner", Secret: "…"}
+	ctx := context.Background()
+	_, mandateID, err := c.AskMandate(ctx, agent.Request{Scope: "openid", LoginHint: "alice@example.com"}, agent.Mandate{
+		Intent: "Book my travel for the conference",
+		Actions: []map[string]any{
+			{"type": "agent_action", "action": "read", "resource": "calendar"},
+			{"type": "payment_initiation", "currency": "EUR", "max_amount": 2000},
+		},
+		Budget:     &agent.Budget{Currency: "EUR", Amount: 2000},
+		ValidUntil: time.Now().Add(72 * time.Hour),
+	})
+	if err != nil {
+		log.Fatal(err) // the user denied it, or it expired
+	}
+	tok, err := c.Authorize(ctx, agent.Request{Scope: "openid", LoginHint: "alice@example.com", MandateID: mandateID,
+		AuthorizationDetails: `[{"type":"payment_initiation","currency":"EUR","amount":"412.00","creditor":{"name":"Rail Europe"}}]`})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = tok.AccessToken
 }

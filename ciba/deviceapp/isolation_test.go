@@ -9,7 +9,7 @@ import (
 
 // agentField matches the expressions that carry a string an agent chose
 // (or a rule reason that may quote one) into the page.
-var agentField = regexp.MustCompile(`binding_message|agentName\(|\.owner\b|\.reason\b|e\.summary|client_name|\bname\b[,)]|rows\(d\)|JSON\.stringify\(details`)
+var agentField = regexp.MustCompile(`binding_message|agentName\(|\.owner\b|\.reason\b|e\.summary|client_name|\bname\b[,)]|rows\(d\)|JSON\.stringify\(details|\.intent\b|\.resource\b|\.tool\b|creditor\?`)
 
 // TestAgentStringsAreIsolated reads the app's views: every element built
 // (h(...)) from an agent-supplied string isolates it, inline with iso()
@@ -18,7 +18,7 @@ var agentField = regexp.MustCompile(`binding_message|agentName\(|\.owner\b|\.rea
 // creditor name must not reorder the amount beside it.
 func TestAgentStringsAreIsolated(t *testing.T) {
 	checked := 0
-	for _, name := range []string{"static/js/request.js", "static/js/lists.js", "static/sw.js"} {
+	for _, name := range []string{"static/js/request.js", "static/js/lists.js", "static/js/mandates.js", "static/sw.js"} {
 		b, err := fs.ReadFile(static, name)
 		if err != nil {
 			t.Fatal(err)

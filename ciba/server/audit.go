@@ -11,7 +11,8 @@ import (
 func (s *srv) audit(c echo.Context) error {
 	page, err := s.Admin.AuditEntries(c.Request().Context(), admin.AuditFilter{User: c.QueryParam("user"),
 		Agent: c.QueryParam("agent"), Request: c.QueryParam("request"), Type: c.QueryParam("type"),
-		Cursor: c.QueryParam("cursor"), Since: c.QueryParam("since"), Limit: c.QueryParam("limit")})
+		Cursor: c.QueryParam("cursor"), Since: c.QueryParam("since"), Limit: c.QueryParam("limit"),
+		Mandate: c.QueryParam("mandate")})
 	if err != nil {
 		return err
 	}

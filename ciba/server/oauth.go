@@ -84,7 +84,7 @@ func (s *srv) discovery(c echo.Context) error {
 		"id_token_signing_alg_values_supported":                           []string{"ES256"},
 		"subject_types_supported":                                         []string{"public"},
 		"response_types_supported":                                        []string{"none"},
-		"acr_values_supported":                                            []string{oauth.ACRPolicy, oauth.ACRContext, oauth.ACRDevice},
+		"acr_values_supported":                                            []string{oauth.ACRPolicy, oauth.ACRContext, oauth.ACRDevice, oauth.ACRMandate},
 		"claims_parameter_supported":                                      false,
 		"request_parameter_supported":                                     true,
 		"dpop_signing_alg_values_supported":                               s.Service.DPoP.SupportedAlgs(),

@@ -118,6 +118,7 @@ func New(d Deps) *echo.Echo {
 		s.rulesRoutes(a, d.Rules)
 	}
 	s.deviceRoutes(e)
+	s.mandateRoutes(e, a)
 	s.authzenRoutes(e)
 	app := echo.WrapHandler(deviceapp.Handler())
 	e.GET("/app", app)

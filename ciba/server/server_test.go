@@ -25,6 +25,8 @@ func TestRouteTable(t *testing.T) {
 		"PUT /device/push-subscription", "DELETE /device", "GET /device/grants", "POST /device/grants/:id/revoke",
 		"GET /.well-known/authzen-configuration", "POST /access/v1/evaluation", "POST /access/v1/evaluations",
 		"GET /app",
+		"GET /device/mandates", "POST /device/mandates/:id/revoke", "GET /admin/mandates", "GET /admin/mandates/:id",
+		"POST /admin/mandates/:id/revoke", "GET /admin/users/:id/devices", "GET /admin/mandates/:id/record",
 	}
 	var got []string
 	for _, r := range s.h.(*echo.Echo).Routes() {

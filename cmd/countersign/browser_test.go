@@ -287,7 +287,7 @@ func TestBrowserPhoneApp(t *testing.T) {
 		p.eval(`navigator.serviceWorker.ready.then(() => caches.keys()).then(ks =>
 			caches.open(ks.find(k => k === "countersign-app-" + "`+deviceapp.Version()+`"))).then(c => c.keys())
 			.then(rs => rs.map(r => new URL(r.url).pathname).sort())`, &cached)
-		if len(cached) != 17 || cached[0] != "/app/" || !slices.Contains(cached, "/app/js/request.js") ||
+		if len(cached) != 18 || cached[0] != "/app/" || !slices.Contains(cached, "/app/js/request.js") ||
 			!slices.Contains(cached, "/app/manifest.webmanifest") {
 			t.Fatalf("cached: %v", cached)
 		}

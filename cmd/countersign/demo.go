@@ -21,8 +21,9 @@ import (
 )
 
 // `countersign demo`: a server on the embedded store, a user, an agent and
-// a phone (a real one through the enrollment link, or --stub), then three
-// requests through the CIBA poll flow that show the three paths.
+// a phone (a real one through the enrollment link, or --stub), then
+// requests through the CIBA poll flow that show the four paths: context,
+// policy, device, and acting within an intent mandate the phone approved.
 
 const (
 	demoUser  = "demo"
@@ -117,11 +118,14 @@ func runDemo(ctx context.Context, stub bool, listen, issuer string, now func() t
 	agent := &demoAgentClient{base: d.local, id: client.ID, secret: client.Secret, http: &http.Client{Timeout: 30 * time.Second}, out: out}
 	for i, r := range demoRequests {
 		fmt.Fprintf(out, "\n%d. %s\n", i+4, r.title)
-		if err := agent.run(ctx, r); err != nil {
+		if _, err := agent.run(ctx, r); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintln(out, "\nDone: three requests, three paths (context, policy, device).")
+	if err := agent.mandate(ctx, now(), len(demoRequests)+4); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "\nDone: four paths (context, policy, device, mandate).")
 	return nil
 }
 
@@ -229,7 +233,11 @@ func (d *demoServer) enrollStub(ctx context.Context, enr demoEnrollment, out io.
 			fmt.Fprintf(out, "   phone: could not decide %q: %v\n", push.BindingMessage, err)
 			return
 		}
-		fmt.Fprintf(out, "   phone: notified (%s), approved %q with its device key\n", push.Summary, push.BindingMessage)
+		what := ""
+		if push.Summary != "" {
+			what = " (" + push.Summary + ")"
+		}
+		fmt.Fprintf(out, "   phone: notified%s, approved %q with its device key\n", what, push.BindingMessage)
 	})
 	return func() { p.Close() }, nil
 }
@@ -314,16 +322,22 @@ func (a *demoAgentClient) post(ctx context.Context, path string, form url.Values
 	return resp.StatusCode, body, nil
 }
 
-// run makes one backchannel authentication request and polls for the token.
-func (a *demoAgentClient) run(ctx context.Context, r demoRequest) error {
-	status, ack, err := a.post(ctx, "/bc-authorize", url.Values{"scope": {"openid"}, "login_hint": {demoUser},
-		"binding_message": {r.bindingMessage}, "authorization_details": {r.details}})
+// run makes one backchannel authentication request and polls for the
+// token; it returns the token response (nil when refused).
+// extra are more form parameters as name, value pairs (mandate_id).
+func (a *demoAgentClient) run(ctx context.Context, r demoRequest, extra ...string) (map[string]any, error) {
+	form := url.Values{"scope": {"openid"}, "login_hint": {demoUser},
+		"binding_message": {r.bindingMessage}, "authorization_details": {r.details}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		form.Set(extra[i], extra[i+1])
+	}
+	status, ack, err := a.post(ctx, "/bc-authorize", form)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if status != 200 {
 		fmt.Fprintf(a.out, "   ✗ bc-authorize refused: %v (%v)\n", ack["error"], ack["error_description"])
-		return nil
+		return nil, nil
 	}
 	id, _ := ack["auth_req_id"].(string)
 	interval, _ := ack["interval"].(float64)
@@ -332,12 +346,12 @@ func (a *demoAgentClient) run(ctx context.Context, r demoRequest) error {
 	for {
 		status, tok, err := a.post(ctx, "/token", url.Values{"grant_type": {"urn:openid:params:grant-type:ciba"}, "auth_req_id": {id}})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		switch code, _ := tok["error"].(string); {
 		case status == 200:
 			a.printToken(tok)
-			return nil
+			return tok, nil
 		case code == "authorization_pending":
 			if !waiting {
 				fmt.Fprintf(a.out, "   agent: authorization_pending: waiting for the phone (message %q)\n", r.bindingMessage)
@@ -347,12 +361,12 @@ func (a *demoAgentClient) run(ctx context.Context, r demoRequest) error {
 			interval += 5
 		default:
 			fmt.Fprintf(a.out, "   ✗ %s: %v\n", code, tok["error_description"])
-			return nil
+			return nil, nil
 		}
 		wait := time.Duration(max(interval, 1)) * time.Second
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(wait):
 		}
 	}
@@ -383,7 +397,9 @@ func (a *demoAgentClient) printToken(tok map[string]any) {
 	if len(rules) > 0 {
 		line += " (rules: " + strings.Join(rules, ", ") + ")"
 	}
-	if d, _ := ap["device_id"].(string); d != "" {
+	if m, _ := ap["mandate_id"].(string); m != "" && ap["by"] == "mandate" {
+		line += " " + m + ", the intent the device signed"
+	} else if d, _ := ap["device_id"].(string); d != "" {
 		line += ", signed by device " + d
 	}
 	fmt.Fprintln(a.out, line)

@@ -47,9 +47,9 @@ func shiftedClock(hours ...int) func() time.Time {
 	panic("no hour within 11 h")
 }
 
-// The demo shows the three paths it announces at any hour of the demo
+// The demo shows the four paths it announces at any hour of the demo
 // user's day: at 01:00-03:00 UTC (night in a UTC user's zone) as at noon.
-func TestDemoWithStubRunsThreePathsAtAnyHour(t *testing.T) {
+func TestDemoWithStubRunsFourPathsAtAnyHour(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		hours []int
@@ -95,7 +95,17 @@ func checkDemoOutput(t *testing.T, text string) {
 			`(   agent: authorization_pending: waiting for the phone.*\n|` +
 			`   phone: notified \(Pay 2400\.00 EUR to ACME Air\), approved "Flight 2400" with its device key\n){2}` +
 			`   ✓ token issued: approved by device \(rules: [^)]*payment-over-limit[^)]*\), signed by device \S+$`),
-		regexp.MustCompile(`(?m)^Done: three requests, three paths \(context, policy, device\)\.$`),
+		// The mandate: one phone approval of the intent, then a purchase
+		// inside it approved by the mandate, and one a rule still sends to
+		// the phone.
+		regexp.MustCompile(`(?m)^7\. An intent mandate.*\n.*binding message "Trip to the conference".*\n` +
+			`(   (agent|phone): .*\n)*   ✓ token issued: approved by device \(rules: intent_mandate\), signed by device \S+\n` +
+			`   mandate [A-Za-z0-9]{22}: the agent sends mandate_id=`),
+		regexp.MustCompile(`(?m)^8\. A train ticket inside the mandate.*\n.*binding message "Train 412\.50".*\n` +
+			`   ✓ token issued: approved by mandate [A-Za-z0-9]{22}, the intent the device signed$`),
+		regexp.MustCompile(`(?m)^9\. A 1200 EUR hotel.*\n.*binding message "Hotel 1200".*\n` +
+			`(   (agent|phone): .*\n)*   ✓ token issued: approved by device \(rules: [^)]*payment-over-limit[^)]*\), signed by device \S+$`),
+		regexp.MustCompile(`(?m)^Done: four paths \(context, policy, device, mandate\)\.$`),
 	} {
 		if !want.MatchString(text) {
 			t.Fatalf("demo output lacks %s\n%s", want, text)

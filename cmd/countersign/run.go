@@ -14,6 +14,7 @@ Usage:
   countersign rules validate|test FILE   compile a ruleset and run its tests (offline)
   countersign rules show|versions|push|simulate|rollback   against a running server
   countersign audit verify|export|tail   the audit trail of a running server
+  countersign mandates list|show|revoke  intent mandates: what agents may do without asking again
   countersign clients|users|agents   admin commands against a running server (below)
   countersign mcp-gateway [flags]    hold an MCP server's tool calls for approval (below)
   countersign help                   this text
@@ -21,7 +22,7 @@ Usage:
 Run "countersign serve --help" for the server's flags; every flag has a
 COUNTERSIGN_* environment twin.
 
-` + adminUsage + "\n" + rulesUsage + "\n" + auditUsage + "\n" + mcpUsage
+` + adminUsage + "\n" + rulesUsage + "\n" + auditUsage + "\n" + mandatesUsage + "\n" + mcpUsage
 
 // run is the whole program: it returns the exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -40,6 +41,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return adminCmd(ctx, args[0], args[1:], getenv, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "mandates":
+		return mandatesCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "mcp-gateway":
 		return mcpGatewayCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "mcp-example-server":

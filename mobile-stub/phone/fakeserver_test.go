@@ -37,6 +37,7 @@ type fakeServer struct {
 	decisions map[string]jwt.MapClaims
 	jtis      map[string]bool
 	problems  []string
+	mandates  []map[string]any // mandate views, newest first
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
@@ -90,6 +91,12 @@ func newFakeServer(t *testing.T) *fakeServer {
 		f.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	}))
+	mux.HandleFunc("GET /device/mandates", f.device(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		writeJSON(w, 200, map[string]any{"mandates": append([]map[string]any{}, f.mandates...)})
+	}))
+	mux.HandleFunc("POST /device/mandates/{id}/revoke", f.device(f.revokeMandate))
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -250,6 +257,21 @@ func (f *fakeServer) decide(w http.ResponseWriter, r *http.Request) {
 }
 
 // addRequest makes a pending request the device can see.
+// revokeMandate answers 204 for one of the user's mandates (idempotent),
+// 404 otherwise, as docs/api.md says.
+func (f *fakeServer) revokeMandate(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, m := range f.mandates {
+		if m["mandate_id"] == r.PathValue("id") {
+			m["status"] = "revoked"
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
+	writeJSON(w, 404, map[string]string{"error": "not_found", "error_description": "no such mandate"})
+}
+
 func (f *fakeServer) addRequest(id, viewJSON string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -189,8 +189,9 @@ func (p *Phone) routes() http.Handler {
 	mux.HandleFunc("POST /push/{id}", p.handlePush)
 	mux.HandleFunc("GET /{$}", p.handlePage)
 	mux.HandleFunc("POST /decide", p.handleDecide)
+	mux.HandleFunc("POST /mandates/revoke", p.handleRevokeMandate)
 	mux.HandleFunc("GET /static/app.css", handleCSS)
-	// The page's only state-changing route refuses cross-origin browser
+	// The page's state-changing routes refuse cross-origin browser
 	// requests (Sec-Fetch-Site / Origin); the push route is not a browser
 	// route and is authenticated by VAPID instead.
 	cop := http.NewCrossOriginProtection()

@@ -32,6 +32,7 @@ type pageData struct {
 	Name             string
 	DeviceID, UserID string
 	Requests         []pageRequest
+	Mandates         []pageMandate
 	Flash, Error     string
 	CSRF             string
 	Zone             string // the time zone every time on the page is in
@@ -97,6 +98,13 @@ func (p *Phone) handlePage(w http.ResponseWriter, r *http.Request) {
 		for _, req := range reqs {
 			data.Requests = append(data.Requests, showRequest(req, summaries[req.ID], now.In(p.loc)))
 		}
+		ms, err := p.Mandates(ctx)
+		if err != nil && data.Error == "" {
+			data.Error = err.Error()
+		}
+		for _, m := range ms {
+			data.Mandates = append(data.Mandates, showMandate(m, p.loc))
+		}
 	}
 	var buf bytes.Buffer
 	if err := page.Execute(&buf, data); err != nil {
@@ -111,18 +119,12 @@ func (p *Phone) handlePage(w http.ResponseWriter, r *http.Request) {
 // handleDecide signs and sends the decision chosen on the page, then sends
 // the browser back to the list (303, so a reload does not post again).
 func (p *Phone) handleDecide(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 4096)
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad form", http.StatusBadRequest)
+	id, ok := p.pageForm(w, r)
+	if !ok {
 		return
 	}
-	// The token proves the form came from this page, not another site.
-	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(p.csrf)) != 1 {
-		http.Error(w, "stale or forged form: reload the page", http.StatusForbidden)
-		return
-	}
-	id, decision := r.PostForm.Get("id"), r.PostForm.Get("decision")
-	if id == "" || (decision != Approve && decision != Deny) {
+	decision := r.PostForm.Get("decision")
+	if decision != Approve && decision != Deny {
 		http.Error(w, "id and decision (approve|deny) required", http.StatusBadRequest)
 		return
 	}
@@ -143,6 +145,27 @@ func (p *Phone) handleDecide(w http.ResponseWriter, r *http.Request) {
 	p.flash = msg
 	p.mu.Unlock()
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// pageForm reads a form posted by the page and returns its id; false
+// after answering a bad or forged form.
+func (p *Phone) pageForm(w http.ResponseWriter, r *http.Request) (string, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return "", false
+	}
+	// The token proves the form came from this page, not another site.
+	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(p.csrf)) != 1 {
+		http.Error(w, "stale or forged form: reload the page", http.StatusForbidden)
+		return "", false
+	}
+	id := r.PostForm.Get("id")
+	if id == "" {
+		http.Error(w, "id required", http.StatusBadRequest)
+		return "", false
+	}
+	return id, true
 }
 
 // showRequest turns a request view into what the page shows; times are
@@ -168,6 +191,10 @@ func showRequest(r Request, summary string, now time.Time) pageRequest {
 	dec.UseNumber() // amounts as sent: 25000.00 stays exact
 	if len(r.AuthorizationDetails) > 0 && dec.Decode(&details) == nil && len(details) > 0 {
 		for _, d := range details {
+			if d["type"] == "intent_mandate" {
+				pr.Actions = append(pr.Actions, describeMandate(d, now.Location())...)
+				continue
+			}
 			pr.Actions = append(pr.Actions, describeDetail(d))
 		}
 		var indented bytes.Buffer

@@ -23,6 +23,7 @@ const ASSETS = [
   "js/enroll.js",
   "js/jcs.js",
   "js/lists.js",
+  "js/mandates.js",
   "js/push.js",
   "js/request.js",
 ];

@@ -66,6 +66,10 @@ export const request = (dev, id) => call("GET", "/device/requests/" + encodeURIC
 export const grants = (dev) => call("GET", "/device/grants", undefined, dev).then((r) => r?.grants ?? []);
 /** revokeGrant revokes one grant. */
 export const revokeGrant = (dev, id) => call("POST", "/device/grants/" + encodeURIComponent(id) + "/revoke", {}, dev);
+/** mandates lists the user's intent mandates, newest first. */
+export const mandates = (dev) => call("GET", "/device/mandates", undefined, dev).then((r) => r?.mandates ?? []);
+/** revokeMandate revokes one mandate: later requests under it go the ordinary way, its tokens stop. */
+export const revokeMandate = (dev, id) => call("POST", "/device/mandates/" + encodeURIComponent(id) + "/revoke", {}, dev);
 /** setPushSubscription replaces the device's push subscription. */
 export const setPushSubscription = (dev, sub) => call("PUT", "/device/push-subscription", { push_subscription: sub }, dev);
 /** removeDevice unenrolls this device. */

@@ -7,6 +7,7 @@ import * as push from "./push.js";
 import { clearToast, h, toast } from "./dom.js";
 import { showEnroll } from "./enroll.js";
 import { showRequest } from "./request.js";
+import { showMandates } from "./mandates.js";
 import { showAgents, showDevice, showHistory, showRequests } from "./lists.js";
 
 const main = document.getElementById("main");
@@ -19,6 +20,7 @@ const routes = [
   [/^#\/requests\/([^/]+)$/, "requests", (ctx, m) => showRequest(ctx, decodeURIComponent(m[1]))],
   [/^#\/history$/, "history", showHistory],
   [/^#\/agents$/, "agents", showAgents],
+  [/^#\/mandates$/, "mandates", showMandates],
   [/^#\/device$/, "device", showDevice],
   [/^(#\/?)?$/, "requests", showRequests],
 ];

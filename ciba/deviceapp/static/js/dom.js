@@ -118,6 +118,7 @@ function summaryParts(details, wrap) {
   return details.flatMap((d, i) => {
     const sep = i > 0 ? ["; "] : [];
     if (d.type === "mcp_tool_call") return [...sep, "Run ", wrap(text(d.tool)), " on ", wrap(text(d.server?.name))];
+    if (d.type === "intent_mandate") return [...sep, "Act for you within: ", wrap(text(d.intent))];
     if (d.type === "authzen_evaluation") {
       // An AuthZEN evaluation a gateway asked the user to approve.
       const r = d.resource ?? {};

@@ -3,6 +3,7 @@
 
 import * as api from "./api.js";
 import * as db from "./db.js";
+import { isMandate, mandateCard } from "./mandates.js";
 import { agentName, clock, focusHeading, h, iso, remaining, riskBadge, riskCause, rows, summary, summaryText, toast } from "./dom.js";
 
 const outcomes = {
@@ -125,7 +126,7 @@ function render(ctx, view) {
     h("section", { "aria-labelledby": "what-label" },
       h("h2", { id: "what-label" }, "What it may do"),
       details.length === 0 ? h("p", null, "Sign in on your behalf.") : null,
-      details.map((d) => h("div", { class: "card" },
+      isMandate(details) ? mandateCard(details[0], agent) : details.map((d) => h("div", { class: "card" },
         h("dl", { class: "details" }, rows(d).map(([k, v, cls]) => [h("dt", null, k), h("dd", { class: cls, dir: "auto" }, v)])))),
       h("details", null, h("summary", null, "Exact request"),
         h("pre", { dir: "auto" }, JSON.stringify(details, null, 2)))),

@@ -152,7 +152,7 @@ func (s *srv) renderError(err error, c echo.Context) {
 			oe = oauth.New(oauth.InvalidRequest, "%v", he.Message).WithStatus(he.Code)
 		}
 	case oauth.IsUnavailable(err) || errors.Is(c.Request().Context().Err(), context.DeadlineExceeded):
-		// API.md: past the deadline or without Redis the outcome is
+		// docs/api.md: past the deadline or without Redis the outcome is
 		// unknown, so the answer is 503, never 500 nor a guess.
 		s.unavailable.Fail(err, "request_id", c.Response().Header().Get(echo.HeaderXRequestID), "path", c.Path())
 		oe = oauth.Unavailable()

@@ -63,7 +63,7 @@ func (tn *testNode) adminReq(method, path, body string) *http.Request {
 	return req
 }
 
-// wantUnavailable asserts API.md's answer to an unreachable Redis: 503
+// wantUnavailable asserts docs/api.md's answer to an unreachable Redis: 503
 // temporarily_unavailable in the RFC 6749 §5.2 form, with Retry-After.
 func wantUnavailable(t *testing.T, what string, r reply) {
 	t.Helper()

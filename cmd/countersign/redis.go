@@ -59,7 +59,7 @@ func redisOptions(raw string) (*redis.UniversalOptions, error) {
 
 // withDeadlines bounds every Redis call, for every URL form and the
 // embedded store alike: a request's context deadline covers dialling,
-// waiting for a pooled connection, writing and reading (API.md: a stalled
+// waiting for a pooled connection, writing and reading (docs/api.md: a stalled
 // Redis is a 503 within the request deadline, never a hang); work without
 // a deadline of its own (background loops) gets d per step. Retries are
 // few and quick, so that a refused connection fails well within d.

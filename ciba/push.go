@@ -153,6 +153,9 @@ func Summary(r *store.Request) string {
 			srv, _ := d["server"].(map[string]any)
 			name, _ := srv["name"].(string)
 			parts = append(parts, "Run "+tool+" on "+name)
+		case rar.TypeIntentMandate:
+			intent, _ := d["intent"].(string)
+			parts = append(parts, "Approve a mandate: "+intent)
 		case TypeAuthZENEvaluation:
 			a, _ := d["action"].(map[string]any)
 			r, _ := d["resource"].(map[string]any)

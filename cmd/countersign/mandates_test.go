@@ -147,7 +147,7 @@ func (f *mandateFixture) createMandate(details string) (string, reply) {
 		if push.ID != r.str("auth_req_id") {
 			continue
 		}
-		if push.Risk.Level != "high" {
+		if push.Risk.Level != "high" || push.Summary != "Approve a mandate: Book my travel for the conference" {
 			f.t.Fatalf("mandate push: %+v", push)
 		}
 		break

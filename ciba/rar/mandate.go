@@ -181,11 +181,13 @@ func Cover(entries, templates []Detail) bool {
 			fits[i][j] = templateCovers(e, t)
 		}
 	}
-	return matchAll(fits, len(templates))
+	return unmatched(fits, len(templates)) < 0
 }
 
-// matchAll finds a distinct column for every row (Kuhn's augmenting paths).
-func matchAll(fits [][]bool, cols int) bool {
+// unmatched finds a distinct column for every row of fits (Kuhn's
+// augmenting paths) and returns the first row that gets none, or -1: one
+// approved entry or template never covers two requested entries.
+func unmatched(fits [][]bool, cols int) int {
 	owner := make([]int, cols)
 	for j := range owner {
 		owner[j] = -1
@@ -206,10 +208,10 @@ func matchAll(fits [][]bool, cols int) bool {
 	}
 	for i := range fits {
 		if !assign(i, make([]bool, cols)) {
-			return false
+			return i
 		}
 	}
-	return true
+	return -1
 }
 
 // templateCovers says whether template t allows entry e: the same type,

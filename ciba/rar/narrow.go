@@ -37,29 +37,9 @@ func Narrower(narrow, wide []Detail) error {
 			return refuse("authorization_details[%d]: %s", i, reason) // RFC 8693 §2.2.2
 		}
 	}
-	// Kuhn's augmenting paths: a distinct wide entry for every narrow one.
-	owner := make([]int, len(wide))
-	for j := range owner {
-		owner[j] = -1
-	}
-	var assign func(i int, seen []bool) bool
-	assign = func(i int, seen []bool) bool {
-		for j, ok := range fits[i] {
-			if !ok || seen[j] {
-				continue
-			}
-			seen[j] = true
-			if owner[j] < 0 || assign(owner[j], seen) {
-				owner[j] = i
-				return true
-			}
-		}
-		return false
-	}
-	for i := range narrow {
-		if !assign(i, make([]bool, len(wide))) {
-			return refuse("authorization_details[%d]: the approved entry that covers it is already used by another entry", i)
-		}
+	// A distinct wide entry for every narrow one.
+	if i := unmatched(fits, len(wide)); i >= 0 {
+		return refuse("authorization_details[%d]: the approved entry that covers it is already used by another entry", i)
 	}
 	return nil
 }

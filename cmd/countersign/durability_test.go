@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -175,7 +174,7 @@ func startPeer(t *testing.T, first *testNode) *testNode {
 	t.Helper()
 	cfg := *first.cfg
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := newNode(ctx, &cfg, slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), io.Discard, first.clock.Now)
+	n, err := newNode(ctx, &cfg, testLogger(t), io.Discard, first.clock.Now)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -439,7 +438,7 @@ func TestWorkerOutlivesRedisNotReadyAtStart(t *testing.T) {
 	db.Now = tn.clock.Now
 	minter := &token.Minter{Issuer: tn.URL, Keys: tn.keys.Get, AccessTTL: 5 * time.Minute, IDTTL: 5 * time.Minute, Now: tn.clock.Now}
 	svc := ciba.New(tn.service.Config(), db, tn.engine, minter, ciba.WithClock(tn.clock.Now),
-		ciba.WithLogger(slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+		ciba.WithLogger(testLogger(t)))
 	w := &ciba.Worker{Service: svc, Consumer: "late-starter",
 		Callback: &notify.Callback{Client: notify.EndpointPolicy{AllowHTTP: true, AllowPrivate: true}.Client(5 * time.Second)}}
 	w.Hooks(nil, func(ctx context.Context, d time.Duration) error { return ctx.Err() })

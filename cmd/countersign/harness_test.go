@@ -111,7 +111,7 @@ func launchNode(t testing.TB, s nodeSetup) *testNode {
 		s.now = clk.Now
 	}
 	if s.log == nil {
-		s.log = slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		s.log = testLogger(t)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := newNode(ctx, cfg, s.log, io.Discard, s.now)
@@ -248,9 +248,37 @@ func ecKey(t testing.TB, m map[string]any) *ecdsa.PublicKey {
 }
 
 // tlog sends a node's warnings and errors to the test log.
-type tlog struct{ t testing.TB }
+// Lines written once the test has finished its cleanups (a node's
+// goroutine still winding down) are dropped: testing.T must not be used
+// after the test ends.
+type tlog struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
 
-func (w tlog) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
+// newTLog returns a test log writer that stops with the test's cleanups;
+// made before a node starts, it stops after the node's own cleanup.
+func newTLog(t testing.TB) *tlog {
+	w := &tlog{t: t}
+	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
+	return w
+}
+
+func (w *tlog) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSpace(string(b)))
+	}
+	return len(b), nil
+}
+
+// testLogger is a node's logger for tests: warnings and errors to the
+// test log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(newTLog(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
 
 func mustReq(t testing.TB, method, u, body string) *http.Request {
 	t.Helper()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http/httptest"
 	"net/url"
@@ -25,7 +24,7 @@ func startNodeOn(t *testing.T, first *testNode) *testNode {
 	cfg := *first.cfg
 	cfg.Issuer = "http://" + ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := newNode(ctx, &cfg, slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), io.Discard, first.clock.Now)
+	n, err := newNode(ctx, &cfg, testLogger(t), io.Discard, first.clock.Now)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

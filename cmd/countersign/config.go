@@ -41,7 +41,8 @@ type Config struct {
 	AdminName          string
 	RequestTimeout     time.Duration
 	RuleDeadline       time.Duration
-	Abuse              // request rate limits, HTTP timeouts, /metrics (abuse.go)
+	PprofListen        string // --pprof-listen (profiling.go)
+	Abuse                     // request rate limits, HTTP timeouts, /metrics (abuse.go)
 }
 
 type flagDef struct {
@@ -82,7 +83,7 @@ func (c *Config) defs() []flagDef {
 		{name: "rule-deadline", env: "COUNTERSIGN_RULE_DEADLINE", dur: &c.RuleDeadline, def: "50ms", help: "time limit of one evaluation of the rules; past it the request goes to the user's phone"},
 		{name: "request-timeout", env: "COUNTERSIGN_REQUEST_TIMEOUT", dur: &c.RequestTimeout, def: "5s", help: "deadline of every request, Redis included; past it the answer is 503 temporarily_unavailable"},
 		{name: "log-level", env: "COUNTERSIGN_LOG_LEVEL", str: &c.LogLevel, def: "info", help: "debug, info, warn or error"},
-	}, c.abuseDefs()...)
+	}, append(c.abuseDefs(), c.pprofDefs()...)...)
 }
 
 var errHelp = errors.New("help shown")
@@ -166,6 +167,7 @@ var configChecks = []func(c *Config) []error{
 	checkVAPIDSubject,
 	checkLogLevel,
 	func(c *Config) []error { return c.Abuse.validate(c.RequestTimeout) },
+	func(c *Config) []error { return validatePprof(c.PprofListen) },
 }
 
 func checkIssuer(c *Config) []error {

@@ -337,6 +337,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return 1
 	}
 	defer stopMetrics()
+	stopPprof, _, err := cfg.servePprof()
+	if err != nil {
+		fmt.Fprintf(stderr, "countersign serve: %v\n", err)
+		return 1
+	}
+	defer stopPprof()
 	hs := cfg.httpServer(n.handler)
 	fmt.Fprintf(stdout, "Countersign listening on http://%s (issuer %s)\n", ln.Addr(), cfg.Issuer)
 	errc := make(chan error, 1)

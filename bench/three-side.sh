@@ -90,19 +90,7 @@ if has mem; then
   M1=$(mem)
   echo "redis bytes per low-risk bc-authorize (20,000, INFO used_memory): $(( (M1 - M0) / 20000 ))" | tee -a "$OUT/env.txt"
   # MEMORY USAGE of up to 200 keys of each kind (ids replaced by *), with the count of each kind.
-  redis-cli -p 18381 --scan --count 1000 | python3 -c '
-import re, subprocess, sys, collections
-kinds = collections.defaultdict(list)
-for k in sys.stdin.read().split():
-    kinds[re.sub(r"[A-Za-z0-9_-]{16,}", "*", re.sub(r"\{[^}]*\}", "{…}", k))].append(k)
-print("| key kind | keys | bytes per key (MEMORY USAGE, mean of up to 200) | type |")
-print("| --- | --- | --- | --- |")
-for kind, keys in sorted(kinds.items(), key=lambda kv: -len(kv[1])):
-    sample = keys[:200]
-    sizes = [int(subprocess.run(["redis-cli", "-p", "18381", "memory", "usage", k, "samples", "0"], capture_output=True, text=True).stdout or 0) for k in sample]
-    t = subprocess.run(["redis-cli", "-p", "18381", "type", sample[0]], capture_output=True, text=True).stdout.strip()
-    print(f"| `{kind}` | {len(keys)} | {sum(sizes)//len(sizes)} | {t} |")
-' | tee "$OUT/key-kinds.md"
+  python3 "$REPO/bench/redis-key-kinds.py" 18381 | tee "$OUT/key-kinds.md"
 fi
 
 if has main; then

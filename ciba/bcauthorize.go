@@ -334,7 +334,7 @@ func (s *Service) newAuthorizeRequest(r *authorizeRequest, x *rules.Input, d ris
 		adJSON = nil
 	}
 	riskJSON, _ := json.Marshal(d.Outcome)
-	inputJSON, _ := json.Marshal(x)
+	inputJSON, _ := json.Marshal(x.Recorded(cl.ID, user.ID, r.in.IP, now))
 	req := store.Request{
 		ID: id, ClientID: cl.ID, UserID: user.ID, Scope: strings.Join(r.scopes, " "),
 		BindingMessage: r.p.bindingMessage, AuthorizationDetails: adJSON, ACRValues: r.p.acrValues,
@@ -362,8 +362,8 @@ func (s *Service) decideAtAuthorize(nr *store.NewRequest, req *store.Request, d 
 		grant := store.NewID()
 		nr.Approval = &store.Approval{By: d.Path, Rules: ruleIDs(d), GrantID: grant, At: now}
 		nr.Grant = s.grantFor(req, grant)
-		nr.Events = append(nr.Events, store.Event{At: now, Type: "request.approved", RequestID: req.ID, GrantID: grant,
-			User: req.UserID, Agent: req.ClientID, Actors: []string{req.ClientID}, Path: d.Path})
+		// One event records the decision and the approval it makes.
+		nr.Events[0].Type, nr.Events[0].GrantID = "request.approved", grant
 		if d.Path == rules.PathMandate {
 			mu.approve(nr)
 		}

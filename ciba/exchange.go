@@ -247,8 +247,9 @@ func (s *Service) issueExchanged(ctx context.Context, r *exchangeRequest, x *rul
 		return nil, err
 	}
 	riskJSON, _ := json.Marshal(d.Outcome)
-	inputJSON, _ := json.Marshal(x)
-	if err := s.db.Audit(ctx, sub.Subject, store.Event{At: s.Now(), Type: "token.exchanged", GrantID: sub.GrantID,
+	decided := x.Request.Time
+	inputJSON, _ := json.Marshal(x.Recorded(r.caller.ID, sub.Subject, r.in.IP, decided))
+	if err := s.db.Audit(ctx, sub.Subject, store.Event{At: decided, Type: "token.exchanged", GrantID: sub.GrantID,
 		User: sub.Subject, Agent: r.caller.ID, Actors: r.chain, Action: r.detailsJSON, Risk: riskJSON, Input: inputJSON,
 		Path: d.Path, TokenJTI: claims.ID, IP: r.in.IP}); err != nil {
 		return nil, err

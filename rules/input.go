@@ -13,48 +13,48 @@ import (
 // environment". The `cel` tags are the names rules use; the `json` tags are
 // the same names, so a recorded input reads like a rule.
 type Input struct {
-	Agent   Agent   `cel:"agent" json:"agent"`
-	User    User    `cel:"user" json:"user"`
-	Action  Action  `cel:"action" json:"action"`
-	Request Request `cel:"request" json:"request"`
-	Signals Signals `cel:"signals" json:"signals"`
-	Mandate Mandate `cel:"mandate" json:"mandate"`
+	Agent   Agent   `cel:"agent" json:"agent,omitzero"`
+	User    User    `cel:"user" json:"user,omitzero"`
+	Action  Action  `cel:"action" json:"action,omitzero"`
+	Request Request `cel:"request" json:"request,omitzero"`
+	Signals Signals `cel:"signals" json:"signals,omitzero"`
+	Mandate Mandate `cel:"mandate" json:"mandate,omitzero"`
 }
 
 // Mandate is the CEL variable `mandate`: the intent mandate a request
 // names with mandate_id, as read when the request arrived. A request that
 // names none sees the zero value: id "" and covers false.
 type Mandate struct {
-	ID       string `cel:"id" json:"id"`
-	Intent   string `cel:"intent" json:"intent"`
-	Currency string `cel:"currency" json:"currency"` // the budget's, "" without one
+	ID       string `cel:"id" json:"id,omitzero"`
+	Intent   string `cel:"intent" json:"intent,omitzero"`
+	Currency string `cel:"currency" json:"currency,omitzero"` // the budget's, "" without one
 	// RemainingBudget is what is left of the budget; -1 without a budget.
-	RemainingBudget float64 `cel:"remaining_budget" json:"remaining_budget"`
+	RemainingBudget float64 `cel:"remaining_budget" json:"remaining_budget,omitzero"`
 	// RemainingUses is how many requests it still allows; -1 unlimited.
-	RemainingUses int64     `cel:"remaining_uses" json:"remaining_uses"`
-	EndsAt        time.Time `cel:"ends_at" json:"ends_at"`
+	RemainingUses int64     `cel:"remaining_uses" json:"remaining_uses,omitzero"`
+	EndsAt        time.Time `cel:"ends_at" json:"ends_at,omitzero"`
 	// Templates are its actions, each a map of dyn.
-	Templates []map[string]any `cel:"templates" json:"templates"`
+	Templates []map[string]any `cel:"templates" json:"templates,omitzero"`
 	// Covers is true when the mandate is active, the request's client and
 	// user are its own, every entry is covered by a template of its own,
 	// and the budget and uses left suffice. Only then can the request take
 	// the mandate path.
-	Covers bool `cel:"covers" json:"covers"`
+	Covers bool `cel:"covers" json:"covers,omitzero"`
 }
 
 // Agent is the CEL variable `agent`: the client acting for the user.
 type Agent struct {
-	ClientID  string `cel:"client_id" json:"client_id"`
-	Name      string `cel:"name" json:"name"`
-	Owner     string `cel:"owner" json:"owner"`
-	TrustTier string `cel:"trust_tier" json:"trust_tier"` // TrustFirstParty, TrustStandard or TrustUntrusted
-	Model     string `cel:"model" json:"model"`
-	Version   string `cel:"version" json:"version"`
+	ClientID  string `cel:"client_id" json:"client_id,omitzero"`
+	Name      string `cel:"name" json:"name,omitzero"`
+	Owner     string `cel:"owner" json:"owner,omitzero"`
+	TrustTier string `cel:"trust_tier" json:"trust_tier,omitzero"` // TrustFirstParty, TrustStandard or TrustUntrusted
+	Model     string `cel:"model" json:"model,omitzero"`
+	Version   string `cel:"version" json:"version,omitzero"`
 	// DelegationDepth is 0 for a CIBA request, the number of token exchange
 	// hops otherwise.
-	DelegationDepth int64 `cel:"delegation_depth" json:"delegation_depth"`
+	DelegationDepth int64 `cel:"delegation_depth" json:"delegation_depth,omitzero"`
 	// Chain lists client ids, the approved agent first, the caller last.
-	Chain []string `cel:"chain" json:"chain"`
+	Chain []string `cel:"chain" json:"chain,omitzero"`
 }
 
 // Agent trust tiers (docs/rules.md).
@@ -66,42 +66,42 @@ const (
 
 // User is the CEL variable `user`: the person the agent acts for.
 type User struct {
-	ID    string `cel:"id" json:"id"`
-	Email string `cel:"email" json:"email"`
+	ID    string `cel:"id" json:"id,omitzero"`
+	Email string `cel:"email" json:"email,omitzero"`
 	// Timezone is an IANA name; Evaluate uses "UTC" when it is empty.
-	Timezone string `cel:"timezone" json:"timezone"`
+	Timezone string `cel:"timezone" json:"timezone,omitzero"`
 	// Attributes are the admin-set, free-form attributes (a map of dyn).
-	Attributes map[string]any `cel:"attributes" json:"attributes"`
+	Attributes map[string]any `cel:"attributes" json:"attributes,omitzero"`
 	// Devices is the number of enrolled devices.
-	Devices int64 `cel:"devices" json:"devices"`
+	Devices int64 `cel:"devices" json:"devices,omitzero"`
 }
 
 // Action is the CEL variable `action`: what the agent asks to do.
 type Action struct {
-	Scopes []string `cel:"scopes" json:"scopes"`
+	Scopes []string `cel:"scopes" json:"scopes,omitzero"`
 	// Details are the authorization_details (RFC 9396) as sent, each a map
 	// of dyn.
-	Details []map[string]any `cel:"details" json:"details"`
+	Details []map[string]any `cel:"details" json:"details,omitzero"`
 	// Types, Actions, Amount and Currency are derived from Details by Derive.
-	Types           []string `cel:"types" json:"types"`
-	Actions         []string `cel:"actions" json:"actions"`
-	Amount          float64  `cel:"amount" json:"amount"`
-	Currency        string   `cel:"currency" json:"currency"`
-	BindingMessage  string   `cel:"binding_message" json:"binding_message"`
-	RequestedExpiry int64    `cel:"requested_expiry" json:"requested_expiry"` // seconds
-	ACRValues       []string `cel:"acr_values" json:"acr_values"`
+	Types           []string `cel:"types" json:"types,omitzero"`
+	Actions         []string `cel:"actions" json:"actions,omitzero"`
+	Amount          float64  `cel:"amount" json:"amount,omitzero"`
+	Currency        string   `cel:"currency" json:"currency,omitzero"`
+	BindingMessage  string   `cel:"binding_message" json:"binding_message,omitzero"`
+	RequestedExpiry int64    `cel:"requested_expiry" json:"requested_expiry,omitzero"` // seconds
+	ACRValues       []string `cel:"acr_values" json:"acr_values,omitzero"`
 }
 
 // Request is the CEL variable `request`: the transport context.
 type Request struct {
-	Kind      string    `cel:"kind" json:"kind"` // KindCIBA, KindTokenExchange or KindAuthZEN
-	IP        string    `cel:"ip" json:"ip"`
-	UserAgent string    `cel:"user_agent" json:"user_agent"`
-	Time      time.Time `cel:"time" json:"time"`
+	Kind      string    `cel:"kind" json:"kind,omitzero"` // KindCIBA, KindTokenExchange or KindAuthZEN
+	IP        string    `cel:"ip" json:"ip,omitzero"`
+	UserAgent string    `cel:"user_agent" json:"user_agent,omitzero"`
+	Time      time.Time `cel:"time" json:"time,omitzero"`
 	// AuthZEN holds an AuthZEN evaluation's "subject", "action",
 	// "resource" and "context" objects exactly as the PEP sent them (a map
 	// of dyn; empty for other kinds).
-	AuthZEN map[string]any `cel:"authzen" json:"authzen,omitempty"`
+	AuthZEN map[string]any `cel:"authzen" json:"authzen,omitzero"`
 }
 
 // Request kinds (docs/rules.md).
@@ -114,13 +114,13 @@ const (
 // Signals is the CEL variable `signals`: counters read from the store. Only
 // the ones a ruleset references (Ruleset.Signals) need to be filled in.
 type Signals struct {
-	AgentRequests1h     int64   `cel:"agent_requests_1h" json:"agent_requests_1h"`
-	AgentUserRequests1h int64   `cel:"agent_user_requests_1h" json:"agent_user_requests_1h"`
-	UserPending         int64   `cel:"user_pending" json:"user_pending"`
-	AgentUserDenials24h int64   `cel:"agent_user_denials_24h" json:"agent_user_denials_24h"`
-	UserSpend24h        float64 `cel:"user_spend_24h" json:"user_spend_24h"`
-	AgentUserSpend24h   float64 `cel:"agent_user_spend_24h" json:"agent_user_spend_24h"`
-	FirstTime           bool    `cel:"first_time" json:"first_time"`
+	AgentRequests1h     int64   `cel:"agent_requests_1h" json:"agent_requests_1h,omitzero"`
+	AgentUserRequests1h int64   `cel:"agent_user_requests_1h" json:"agent_user_requests_1h,omitzero"`
+	UserPending         int64   `cel:"user_pending" json:"user_pending,omitzero"`
+	AgentUserDenials24h int64   `cel:"agent_user_denials_24h" json:"agent_user_denials_24h,omitzero"`
+	UserSpend24h        float64 `cel:"user_spend_24h" json:"user_spend_24h,omitzero"`
+	AgentUserSpend24h   float64 `cel:"agent_user_spend_24h" json:"agent_user_spend_24h,omitzero"`
+	FirstTime           bool    `cel:"first_time" json:"first_time,omitzero"`
 }
 
 // Signal names as rules spell them (`signals.agent_requests_1h`), one per
@@ -245,4 +245,50 @@ func addAmount(sum, v float64) float64 {
 		return math.MaxFloat64
 	}
 	return s
+}
+
+// Recorded is x as an audit event keeps it, given the event's own agent,
+// user, IP and time: members equal to those, and the action members Derive
+// computes from the details, are left out (Restore puts them back), and,
+// through the omitzero tags, so is every zero member. A decision's input is
+// the largest part of its audit event; this halves it.
+func (x Input) Recorded(agent, user, ip string, at time.Time) Input {
+	if x.Agent.ClientID == agent {
+		x.Agent.ClientID = ""
+	}
+	if x.User.ID == user {
+		x.User.ID = ""
+	}
+	if x.Request.IP == ip {
+		x.Request.IP = ""
+	}
+	if x.Request.Time.Equal(at) {
+		x.Request.Time = time.Time{}
+	}
+	d := Action{Details: x.Action.Details}
+	d.Derive()
+	a := x.Action
+	if slices.Equal(d.Types, a.Types) && slices.Equal(d.Actions, a.Actions) && d.Amount == a.Amount && d.Currency == a.Currency {
+		x.Action.Types, x.Action.Actions, x.Action.Amount, x.Action.Currency = nil, nil, 0, ""
+	}
+	return x
+}
+
+// Restore undoes Recorded, given the same event members.
+func (x *Input) Restore(agent, user, ip string, at time.Time) {
+	if x.Agent.ClientID == "" {
+		x.Agent.ClientID = agent
+	}
+	if x.User.ID == "" {
+		x.User.ID = user
+	}
+	if x.Request.IP == "" {
+		x.Request.IP = ip
+	}
+	if x.Request.Time.IsZero() {
+		x.Request.Time = at
+	}
+	if a := x.Action; a.Types == nil && a.Actions == nil && a.Amount == 0 && a.Currency == "" {
+		x.Action.Derive()
+	}
 }

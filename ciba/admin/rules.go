@@ -349,6 +349,7 @@ func (r *Rules) recordedInputs(ctx context.Context, n int) ([]rules.SimInput, er
 		if err := json.Unmarshal(e.Input, &si.Input); err != nil {
 			continue // an input recorded by another version of the server
 		}
+		si.Input.Restore(e.Agent, e.User, e.IP, e.At)
 		out = append(out, si)
 	}
 	return out, nil

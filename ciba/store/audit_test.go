@@ -61,30 +61,44 @@ func TestAuditChainVerifiesAcrossNodesAndCatchesTampering(t *testing.T) {
 	})
 }
 
+// An edited event breaks the chain at the next event, whose prev_hash no
+// longer matches; an entry of the earlier format, which stored its own hash
+// beside the body, is caught at itself.
 func TestAuditEditIsCaught(t *testing.T) {
-	backends(t, func(t *testing.T, db *store.DB, clock *fakeClock) {
-		ctx := context.Background()
-		auditN(t, db, clock, "fred", 3)
-		evs, _, _ := db.AuditEntries(ctx, store.AuditQuery{User: "fred"})
-		stream, id := streamOf(db, evs[1].ID)
-		msgs, _ := db.Redis().XRangeN(ctx, stream, id, id, 1).Result()
-		body := strings.Replace(msgs[0].Values["e"].(string), `"agent":"agent"`, `"agent":"evil"`, 1)
-		// Re-add the edited body with the old hash at the same place: a
-		// stream cannot be edited in place, so rebuild it.
-		all, _ := db.Redis().XRange(ctx, stream, "-", "+").Result()
-		db.Redis().Del(ctx, stream)
-		for _, m := range all {
-			e := m.Values["e"]
-			if m.ID == id {
-				e = body
-			}
-			db.Redis().XAdd(ctx, redisXAdd{stream, m.ID, e, m.Values["h"]}.args())
-		}
-		rep, _ := db.VerifyAudit(ctx)
-		if rep.OK || rep.Break.EntryID != evs[1].ID || !strings.Contains(rep.Break.Reason, "edited") {
-			t.Fatalf("edit not caught: %+v", rep)
-		}
-	})
+	for _, c := range []struct {
+		name       string
+		storedHash bool
+		broken     int
+	}{{"hash recomputed", false, 2}, {"hash stored (earlier format)", true, 1}} {
+		t.Run(c.name, func(t *testing.T) {
+			backends(t, func(t *testing.T, db *store.DB, clock *fakeClock) {
+				ctx := context.Background()
+				auditN(t, db, clock, "fred", 3)
+				evs, _, _ := db.AuditEntries(ctx, store.AuditQuery{User: "fred"})
+				stream, id := streamOf(db, evs[1].ID)
+				// Rebuild the stream with one body edited (a stream cannot be
+				// edited in place), each entry with its original hash stored
+				// or none.
+				all, _ := db.Redis().XRange(ctx, stream, "-", "+").Result()
+				db.Redis().Del(ctx, stream)
+				for i, m := range all {
+					e := m.Values["e"]
+					if m.ID == id {
+						e = strings.Replace(e.(string), `"agent":"agent"`, `"agent":"evil"`, 1)
+					}
+					var h any
+					if c.storedHash {
+						h = evs[i].Hash
+					}
+					db.Redis().XAdd(ctx, redisXAdd{stream, m.ID, e, h}.args())
+				}
+				rep, _ := db.VerifyAudit(ctx)
+				if rep.OK || rep.Break.EntryID != evs[c.broken].ID || !strings.Contains(rep.Break.Reason, "edited") {
+					t.Fatalf("edit not caught: %+v", rep)
+				}
+			})
+		})
+	}
 }
 
 func TestAuditFiltersPagingAndTrim(t *testing.T) {
@@ -171,6 +185,9 @@ type redisXAdd struct {
 }
 
 func (x redisXAdd) args() *redis.XAddArgs {
+	if x.h == nil {
+		return &redis.XAddArgs{Stream: x.stream, ID: x.id, Values: []any{"e", x.e}}
+	}
 	return &redis.XAddArgs{Stream: x.stream, ID: x.id, Values: []any{"e", x.e, "h", x.h}}
 }
 

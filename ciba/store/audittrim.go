@@ -7,7 +7,7 @@ import (
 
 // scriptTrim is lua/trim.lua; the names are its KEYS and ARGV as
 // passed below, in order.
-var scriptTrim = newLua("trim", []string{"stream", "anchor"}, []string{"last_id"})
+var scriptTrim = newLua("trim", []string{"stream", "anchor"}, []string{"last_id", "last_hash"})
 
 // ExportOlder calls emit for every event older than cutoff, shard by
 // shard, oldest first, and returns per shard the id of the last event it
@@ -51,7 +51,14 @@ func (db *DB) ExportOlder(ctx context.Context, cutoff time.Time, emit func(Event
 func (db *DB) TrimExported(ctx context.Context, exported map[int]string) (int64, error) {
 	var total int64
 	for shard, id := range exported {
-		n, err := scriptTrim.Run(ctx, db.rdb, []string{db.auditKey(shard), db.shardTag(shard) + "audit-anchor"}, id).Int64()
+		msgs, err := db.rdb.XRangeN(ctx, db.auditKey(shard), id, id, 1).Result()
+		if err != nil {
+			return total, err
+		}
+		if len(msgs) == 0 {
+			continue // trimmed already
+		}
+		n, err := scriptTrim.Run(ctx, db.rdb, []string{db.auditKey(shard), db.shardTag(shard) + "audit-anchor"}, id, entryHash(msgs[0])).Int64()
 		if err != nil {
 			return total, err
 		}

@@ -115,7 +115,8 @@ func (e env) pending(t *testing.T, client, user string, exp time.Duration, ob *s
 		ob.RequestID = r.ID
 	}
 	must(t, e.db.CreateRequest(e.ctx, store.NewRequest{Request: r, State: store.Pending, Interval: 5, Outbox: ob,
-		Events: []store.Event{{At: e.db.Now(), Type: "risk.decision", RequestID: r.ID, User: user, Agent: client}}}))
+		Events: []store.Event{{At: e.db.Now(), Type: "risk.decision", RequestID: r.ID, User: user, Agent: client,
+			Input: []byte(`{"request":{"kind":"ciba"}}`)}}}))
 	return r
 }
 

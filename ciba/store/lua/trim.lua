@@ -6,14 +6,12 @@
 --   2    anchor       {sNN}:audit-anchor, where verification starts
 -- ARGV
 --   1    last_id      the last exported entry id
+--   2    last_hash    its hash (the SHA-256 of its body, which Lua cannot compute)
 -- RETURNS
 --   the number of entries removed (0 when last_id is not in the stream)
-local stream, anchor, last_id = KEYS[1], KEYS[2], ARGV[1]
+local stream, anchor, last_id, h = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local last = redis.call('XRANGE', stream, last_id, last_id)
 if #last == 0 then return 0 end
-local fields = last[1][2]
-local h = ''
-for i = 1, #fields, 2 do if fields[i] == 'h' then h = fields[i+1] end end
 local before = redis.call('XLEN', stream)
 redis.call('XTRIM', stream, 'MINID', last_id)
 -- XTRIM MINID keeps ids >= MINID: delete the exported entry itself too.

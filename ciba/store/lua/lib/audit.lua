@@ -20,11 +20,13 @@ local function audit_stale(head_key, a)
   return false
 end
 
--- audit_write appends the events to the stream and moves the head.
+-- audit_write appends the events to the stream and moves the head. An
+-- event's hash is the SHA-256 of its body, which readers recompute: only
+-- the body is stored.
 local function audit_write(stream_key, head_key, a)
   local last = a.prev
   for _, e in ipairs(a.events) do
-    redis.call('XADD', stream_key, '*', 'e', e.body, 'h', e.hash)
+    redis.call('XADD', stream_key, '*', 'e', e.body)
     last = e.hash
   end
   redis.call('SET', head_key, last)

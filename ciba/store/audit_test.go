@@ -2,8 +2,10 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,6 +219,67 @@ func TestTransitionWithoutItsEventChangesNothing(t *testing.T) {
 		}
 		if gs, _ := db.GrantsFor(ctx, "ivan"); len(gs) != 0 {
 			t.Fatalf("grant written without the event: %+v", gs)
+		}
+	})
+}
+
+// Many writers of one chain on two nodes at once: each node commits its
+// writes in batches, some of them refused by a cap (nothing written, the
+// rest of the batch then finds the head where it expected it or retries),
+// and the chain holds every accepted write's event exactly once.
+func TestAuditChainBatchesConcurrentWritersOfTwoNodes(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB, clock *fakeClock) {
+		ctx := context.Background()
+		other := store.Open(db.Redis(), db.Prefix())
+		other.Now = clock.Now
+		const writers, each = 8, 25
+		var mu sync.Mutex
+		accepted, refused := map[string]bool{}, 0
+		var wg sync.WaitGroup
+		for w := 0; w < writers; w++ {
+			node := db
+			if w%2 == 1 {
+				node = other
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < each; i++ {
+					r := newReq(node, "agent-"+strconv.Itoa(w), "erin", time.Minute)
+					err := node.CreateRequest(ctx, store.NewRequest{Request: r, State: store.Pending, Interval: 5,
+						Limits: store.Limits{PendingPerAgentUser: 20},
+						Events: []store.Event{{At: node.Now(), Type: "risk.decision", RequestID: r.ID, User: "erin", Agent: "agent", Input: []byte(`{"n":1}`)}}})
+					var le *store.LimitError
+					mu.Lock()
+					switch {
+					case err == nil:
+						accepted[r.ID] = true
+					case errors.As(err, &le):
+						refused++
+					default:
+						t.Errorf("create: %v", err)
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if len(accepted) != writers*20 || refused != writers*(each-20) {
+			t.Fatalf("%d accepted, %d refused", len(accepted), refused)
+		}
+		rep, err := db.VerifyAudit(ctx)
+		if err != nil || !rep.OK || rep.Checked != len(accepted) {
+			t.Fatalf("verify: %+v %v", rep, err)
+		}
+		evs, _, err := db.AuditEntries(ctx, store.AuditQuery{User: "erin", Limit: 1000})
+		if err != nil || len(evs) != len(accepted) {
+			t.Fatalf("entries: %d %v", len(evs), err)
+		}
+		for _, e := range evs {
+			if !accepted[e.RequestID] {
+				t.Fatalf("event of a request not accepted, or twice: %s", e.RequestID)
+			}
+			delete(accepted, e.RequestID)
 		}
 	})
 }

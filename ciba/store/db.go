@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,11 +34,12 @@ type DB struct {
 	// Now is the clock used for expiry and counters.
 	Now func() time.Time
 
-	// shardLocks serialise this node's writers of each audit chain (the
-	// user shards and the directory); they also guard the cached heads.
-	shardLocks [Shards + 1]sync.Mutex
-	lastHash   [Shards]string // cache of each shard's audit chain head
-	dirHead    string
+	// chains queue this node's writes to each audit chain (the user
+	// shards and the directory) and commit them in batches (audit.go);
+	// the one committer of a chain at a time owns its cached head.
+	chains   [Shards + 1]chain
+	lastHash [Shards]string // cache of each shard's audit chain head
+	dirHead  string
 
 	// outboxNudge wakes this node's outbox reader after this node wrote
 	// an entry; outboxTurn rotates its blocking read over the shards

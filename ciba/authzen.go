@@ -307,7 +307,7 @@ func (s *Service) evaluateOne(ctx context.Context, call *pepCall, ev evaluation)
 	s.observe(d)
 	out := decisionOf(d)
 	riskJSON, _ := json.Marshal(d.Outcome)
-	inputJSON, _ := json.Marshal(in.Recorded(agent.ID, user.ID, call.in.IP, call.now))
+	inputJSON, _ := json.Marshal(in.Recorded(rules.Recording{Agent: agent.ID, User: user.ID, IP: call.in.IP, At: call.now, Action: evaluationJSON(ev)}))
 	event := store.Event{At: call.now, Type: "authzen.decision", User: user.ID, Agent: agent.ID,
 		Actors: []string{call.pep.ID}, Action: evaluationJSON(ev), Risk: riskJSON, Input: inputJSON, Path: d.Path,
 		IP: call.in.IP, Detail: fmt.Sprintf("pep %s: decision %t", call.pep.ID, out.Decision)}

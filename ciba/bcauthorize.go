@@ -334,7 +334,7 @@ func (s *Service) newAuthorizeRequest(r *authorizeRequest, x *rules.Input, d ris
 		adJSON = nil
 	}
 	riskJSON, _ := json.Marshal(d.Outcome)
-	inputJSON, _ := json.Marshal(x.Recorded(cl.ID, user.ID, r.in.IP, now))
+	inputJSON, _ := json.Marshal(x.Recorded(rules.Recording{Agent: cl.ID, User: user.ID, IP: r.in.IP, At: now, Action: adJSON}))
 	req := store.Request{
 		ID: id, ClientID: cl.ID, UserID: user.ID, Scope: strings.Join(r.scopes, " "),
 		BindingMessage: r.p.bindingMessage, AuthorizationDetails: adJSON, ACRValues: r.p.acrValues,

@@ -248,7 +248,7 @@ func (s *Service) issueExchanged(ctx context.Context, r *exchangeRequest, x *rul
 	}
 	riskJSON, _ := json.Marshal(d.Outcome)
 	decided := x.Request.Time
-	inputJSON, _ := json.Marshal(x.Recorded(r.caller.ID, sub.Subject, r.in.IP, decided))
+	inputJSON, _ := json.Marshal(x.Recorded(rules.Recording{Agent: r.caller.ID, User: sub.Subject, IP: r.in.IP, At: decided, Action: r.detailsJSON}))
 	if err := s.db.Audit(ctx, sub.Subject, store.Event{At: decided, Type: "token.exchanged", GrantID: sub.GrantID,
 		User: sub.Subject, Agent: r.caller.ID, Actors: r.chain, Action: r.detailsJSON, Risk: riskJSON, Input: inputJSON,
 		Path: d.Path, TokenJTI: claims.ID, IP: r.in.IP}); err != nil {

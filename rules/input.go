@@ -247,22 +247,32 @@ func addAmount(sum, v float64) float64 {
 	return s
 }
 
-// Recorded is x as an audit event keeps it, given the event's own agent,
-// user, IP and time: members equal to those, and the action members Derive
-// computes from the details, are left out (Restore puts them back), and,
-// through the omitzero tags, so is every zero member. A decision's input is
-// the largest part of its audit event; this halves it.
-func (x Input) Recorded(agent, user, ip string, at time.Time) Input {
-	if x.Agent.ClientID == agent {
+// Recording is what an audit event records beside a decision's input:
+// Recorded leaves out of the input the members equal to these.
+type Recording struct {
+	Agent, User, IP string
+	At              time.Time
+	// Action is the event's action: the authorization_details as sent.
+	Action json.RawMessage
+}
+
+// Recorded is x as an audit event keeps it: the members equal to the
+// event's own (agent id, user id, IP, time, the details as sent), and the
+// action members Derive computes from the details, are left out (Restore
+// puts them back), and, through the omitzero tags, so is every zero
+// member. A decision's input is the largest part of its audit event; this
+// halves it.
+func (x Input) Recorded(ev Recording) Input {
+	if x.Agent.ClientID == ev.Agent {
 		x.Agent.ClientID = ""
 	}
-	if x.User.ID == user {
+	if x.User.ID == ev.User {
 		x.User.ID = ""
 	}
-	if x.Request.IP == ip {
+	if x.Request.IP == ev.IP {
 		x.Request.IP = ""
 	}
-	if x.Request.Time.Equal(at) {
+	if x.Request.Time.Equal(ev.At) {
 		x.Request.Time = time.Time{}
 	}
 	d := Action{Details: x.Action.Details}
@@ -271,22 +281,33 @@ func (x Input) Recorded(agent, user, ip string, at time.Time) Input {
 	if slices.Equal(d.Types, a.Types) && slices.Equal(d.Actions, a.Actions) && d.Amount == a.Amount && d.Currency == a.Currency {
 		x.Action.Types, x.Action.Actions, x.Action.Amount, x.Action.Currency = nil, nil, 0, ""
 	}
+	if len(x.Action.Details) > 0 && len(ev.Action) > 0 {
+		if b, err := json.Marshal(x.Action.Details); err == nil && string(b) == string(ev.Action) {
+			x.Action.Details = nil
+		}
+	}
 	return x
 }
 
 // Restore undoes Recorded, given the same event members.
-func (x *Input) Restore(agent, user, ip string, at time.Time) {
+func (x *Input) Restore(ev Recording) {
 	if x.Agent.ClientID == "" {
-		x.Agent.ClientID = agent
+		x.Agent.ClientID = ev.Agent
 	}
 	if x.User.ID == "" {
-		x.User.ID = user
+		x.User.ID = ev.User
 	}
 	if x.Request.IP == "" {
-		x.Request.IP = ip
+		x.Request.IP = ev.IP
 	}
 	if x.Request.Time.IsZero() {
-		x.Request.Time = at
+		x.Request.Time = ev.At
+	}
+	if x.Action.Details == nil && len(ev.Action) > 0 {
+		var ds []map[string]any
+		if json.Unmarshal(ev.Action, &ds) == nil {
+			x.Action.Details = ds
+		}
 	}
 	if a := x.Action; a.Types == nil && a.Actions == nil && a.Amount == 0 && a.Currency == "" {
 		x.Action.Derive()

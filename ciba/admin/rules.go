@@ -349,7 +349,7 @@ func (r *Rules) recordedInputs(ctx context.Context, n int) ([]rules.SimInput, er
 		if err := json.Unmarshal(e.Input, &si.Input); err != nil {
 			continue // an input recorded by another version of the server
 		}
-		si.Input.Restore(e.Agent, e.User, e.IP, e.At)
+		si.Input.Restore(rules.Recording{Agent: e.Agent, User: e.User, IP: e.IP, At: e.At, Action: e.Action})
 		out = append(out, si)
 	}
 	return out, nil

@@ -284,3 +284,23 @@ func TestCounterHashesDropStaleFields(t *testing.T) {
 		}
 	})
 }
+
+// TestLookupDevicesWithoutDecoding: the lookup counts the devices of the
+// user it found, by id (the hint) or through the email index (the id it
+// holds), without decoding the user's record for its id.
+func TestLookupDevicesWithoutDecoding(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB, clock *fakeClock) {
+		e := env{ctx: context.Background(), db: db, clock: clock}
+		e.user(t, "pia", "pia@example.com")
+		must(t, db.CreateEnrollment(e.ctx, "pia", "code-p", db.Now().Add(time.Minute)))
+		if _, err := db.Enroll(e.ctx, "code-p", store.Device{ID: "dev-p", Name: "phone"}, ev(e, "device.enrolled")); err != nil {
+			t.Fatal(err)
+		}
+		for _, hint := range []string{"pia", "pia@example.com"} {
+			l, err := db.LookupAuthorize(e.ctx, "agent", hint, nil, db.Now())
+			if err != nil || l.User == nil || l.User.ID != "pia" || l.User.Devices != 1 {
+				t.Fatalf("lookup %q: %+v %v", hint, l.User, err)
+			}
+		}
+	})
+}

@@ -142,7 +142,8 @@ var requestKeys = []string{"req", "user_pending", "agent_user_pending", "agent_u
 var scriptCreate = newAudited("create_request", append(requestKeys[:len(requestKeys):len(requestKeys)], mandateKeyNames...),
 	[]string{"rec", "state", "now_ms", "exp_ms", "interval", "approval", "amount",
 		"max_user_pending", "max_agent_user_pending", "max_pushes", "id", "outbox_entry", "gc_ttl_ms", "grant_rec", "grant_exp_ms",
-		"mandate_id", "mandate_amount", "mandate_uses", "mandate_taken", "bucket_5m", "bucket_hour"})
+		"mandate_id", "mandate_amount", "mandate_uses", "mandate_taken", "bucket_5m", "bucket_hour",
+		"client", "user", "grant_id"})
 
 // gcTTL keeps a request around for an hour after its expiry so late polls
 // get expired_token rather than invalid_grant.
@@ -185,7 +186,7 @@ func (db *DB) CreateRequest(ctx context.Context, n NewRequest) error {
 		rec, string(n.State), ms(now), ms(r.ExpiresAt), n.Interval, approval, r.Amount,
 		n.Limits.PendingPerUser, n.Limits.PendingPerAgentUser, n.Limits.PushesPerMinute,
 		r.ID, ob, (r.ExpiresAt.Sub(now) + gcTTL).Milliseconds(), grantRec, grantExp,
-	}, append(charge, bucket5(now), bucketHour(now))...), n.Events)
+	}, append(charge, bucket5(now), bucketHour(now), r.ClientID, r.UserID, grantID)...), n.Events)
 	if err != nil {
 		return err
 	}

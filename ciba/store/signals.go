@@ -154,7 +154,7 @@ type Lookup struct {
 
 // scriptLookup is lua/lookup.lua; the names are its KEYS and ARGV as
 // passed below, in order.
-var scriptLookup = newLua("lookup", []string{"client", "user_by_id", "user_by_email"}, []string{"user_prefix", "devices_prefix"})
+var scriptLookup = newLua("lookup", []string{"client", "user_by_id", "user_by_email"}, []string{"user_prefix", "devices_prefix", "hint"})
 
 // LookupAuthorize reads, in one pipelined round trip, the client, the
 // user a login_hint names (by id or email) and, taking the hint as a user
@@ -169,7 +169,7 @@ func (db *DB) LookupAuthorize(ctx context.Context, clientID, hint string, names 
 func (db *DB) LookupAuthorizeMandate(ctx context.Context, clientID, hint, mandateID string, names []string, now time.Time) (Lookup, error) {
 	var out Lookup
 	keys := []string{db.clientKey(clientID), db.userKey(hint), db.emailKey(hint)}
-	args := []any{db.userKey(""), db.userDevicesKey("")}
+	args := []any{db.userKey(""), db.userDevicesKey(""), hint}
 	p := db.rdb.Pipeline()
 	look := scriptLookup.EvalSha(ctx, p, keys, args...)
 	var sig func() Signals

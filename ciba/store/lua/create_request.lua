@@ -41,7 +41,10 @@
 --   19   mandate_taken         the entry noted in its taken list
 --   20   bucket_5m             the current five-minute bucket (counter fields r:<n>)
 --   21   bucket_hour           the current hour bucket (counter fields d:<n>, s:<n>)
---   22.. audit...              expected head, n, then hash and body per event
+--   22   client                the request's client id
+--   23   user                  the request's user id
+--   24   grant_id              the grant's id ('' for none)
+--   25.. audit...              expected head, n, then hash and body per event
 -- RETURNS
 --   {'ok'}                     stored (a denial stores only counters and audit)
 --   {'limit', which, retry_ms} a cap is reached: user_pending, agent_user_pending or pushes_per_minute
@@ -52,16 +55,15 @@ local agent_user_counters, user_counters, user_pushes, expiries = KEYS[4], KEYS[
 local outbox_key, user_grants, grant_key, agent_counters = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local mandate, mandate_taken, user_mandates = KEYS[12], KEYS[13], KEYS[14]
 local audit, audit_head = KEYS[15], KEYS[16]
-local a = audit_from(ARGV, 22)
+local a = audit_from(ARGV, 25)
 local stale = audit_stale(audit_head, a)
 if stale then return {'stale', stale} end
 local now = tonumber(ARGV[3])
 local state, exp_ms, id = ARGV[2], ARGV[4], ARGV[11]
-local r_now, hour = ARGV[20], ARGV[21]
-local rec = cjson.decode(ARGV[1])
+local r_now, hour, client, user = ARGV[20], ARGV[21], ARGV[22], ARGV[23]
 -- A request approved by a mandate re-checks it here, atomically with the
 -- charge: concurrent requests never spend more than it allows.
-local why = mandate_refused(mandate, ARGV[16], rec['client_id'], rec['user_id'], now, tonumber(ARGV[17]), tonumber(ARGV[18]))
+local why = mandate_refused(mandate, ARGV[16], client, user, now, tonumber(ARGV[17]), tonumber(ARGV[18]))
 if why then return {'mandate', why} end
 if state == 'denied' then
   audit_write(audit, audit_head, a)
@@ -97,12 +99,13 @@ if state == 'pending' then
   redis.call('ZADD', agent_user_pending, exp_ms, id)
   redis.call('ZADD', expiries, exp_ms, id)
 end
-redis.call('HSET', req, 'rec', ARGV[1], 'state', state, 'exp', exp_ms, 'interval', ARGV[5],
-  'next', 0, 'client', rec['client_id'], 'user', rec['user_id'])
+-- One HSET, with the approval when there is one.
+local fields = {'rec', ARGV[1], 'state', state, 'exp', exp_ms, 'interval', ARGV[5], 'next', 0, 'client', client, 'user', user}
+if state == 'approved' then fields[#fields + 1] = 'approval'; fields[#fields + 1] = ARGV[6] end
+redis.call('HSET', req, unpack(fields))
 if state == 'approved' then
-  redis.call('HSET', req, 'approval', ARGV[6])
   approve_counters(agent_user_counters, user_counters, agent_counters, r_now, hour, tonumber(ARGV[7]))
-  grant(user_grants, grant_key, ARGV[14], ARGV[15], now)
+  grant(user_grants, grant_key, ARGV[24], ARGV[14], ARGV[15], now)
 end
 -- The agent's notification of an approval, or the push to the user's
 -- devices of a pending request: durable with the request itself.

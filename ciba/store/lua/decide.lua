@@ -34,7 +34,8 @@
 --   13   mandate_ttl_ms        how long Redis keeps it (garbage only)
 --   14   bucket_5m             the current five-minute bucket (counter fields r:<n>)
 --   15   bucket_hour           the current hour bucket (counter fields d:<n>, s:<n>)
---   16.. audit...              expected head, n, then hash and body per event
+--   16   grant_id              the grant's id ('' for none)
+--   17.. audit...              expected head, n, then hash and body per event
 -- RETURNS
 --   {'ok'}                     decided
 --   {'missing'}                no such request, or another user's
@@ -45,7 +46,7 @@ local agent_user_counters, user_counters, user_pushes, expiries = KEYS[4], KEYS[
 local outbox_key, user_grants, grant_key, agent_counters = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local mandate, mandate_taken, user_mandates = KEYS[12], KEYS[13], KEYS[14]
 local audit, audit_head = KEYS[15], KEYS[16]
-local a = audit_from(ARGV, 16)
+local a = audit_from(ARGV, 17)
 local stale = audit_stale(audit_head, a)
 if stale then return {'stale', stale} end
 local now = ARGV[3]
@@ -58,7 +59,7 @@ unpend(id, user_pending, agent_user_pending, expiries)
 if ARGV[1] == 'approve' then
   redis.call('HSET', req, 'state', 'approved', 'approval', ARGV[4])
   approve_counters(agent_user_counters, user_counters, agent_counters, ARGV[14], ARGV[15], tonumber(ARGV[5]))
-  grant(user_grants, grant_key, ARGV[7], ARGV[8], now)
+  grant(user_grants, grant_key, ARGV[16], ARGV[7], ARGV[8], now)
   mandate_create(mandate, user_mandates, ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13])
 else
   redis.call('HSET', req, 'state', 'denied')

@@ -67,15 +67,15 @@ local function outbox(outbox_key, entry)
   if entry ~= '' then redis.call('XADD', outbox_key, '*', 'n', entry) end
 end
 
--- grant stores a grant record ('' for none) and indexes it for its user.
--- exp_ms is on the caller's clock; Redis TTLs are relative to now_ms so a
--- skewed clock cannot expire the grant early.
-local function grant(user_grants, grant_key, rec, exp_ms, now_ms)
+-- grant stores a grant record ('' for none) and indexes its id for its
+-- user. exp_ms is on the caller's clock; Redis TTLs are relative to now_ms
+-- so a skewed clock cannot expire the grant early.
+local function grant(user_grants, grant_key, id, rec, exp_ms, now_ms)
   if rec == '' then return end
   local ttl = tonumber(exp_ms) - tonumber(now_ms)
   if ttl < 1000 then ttl = 1000 end
   redis.call('SET', grant_key, rec, 'PX', ttl)
   redis.call('ZREMRANGEBYSCORE', user_grants, '-inf', now_ms)
-  redis.call('ZADD', user_grants, exp_ms, cjson.decode(rec)['grant_id'])
+  redis.call('ZADD', user_grants, exp_ms, id)
   if redis.call('PTTL', user_grants) < ttl then redis.call('PEXPIRE', user_grants, ttl) end
 end

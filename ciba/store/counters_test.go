@@ -3,7 +3,9 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,4 +149,158 @@ func TestCountersMoveOnlyWithTheStore(t *testing.T) {
 	if got := signals(); got != want {
 		t.Fatalf("after approval: %+v, want %+v", got, want)
 	}
+}
+
+// counterKey is a counter key of user's shard, as doc.go lists them.
+func counterKey(db *store.DB, user, rest string) string {
+	return fmt.Sprintf("%s{s%02d}:c:%s", db.Prefix(), store.ShardOf(user), rest)
+}
+
+// TestCountersAreOneHashPerPair: whatever a flow does for an agent and a
+// user, their counters are one hash, the user's one hash (and the push
+// counter of the minute), the agent's one hash in the user's shard; each
+// hash lives as long as its longest-lived field, and a denial never
+// shortens the approvals ever.
+func TestCountersAreOneHashPerPair(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB, clock *fakeClock) {
+		e := env{ctx: context.Background(), db: db, clock: clock}
+		rdb := db.Redis()
+		r := e.pending(t, "agent", "olga", time.Minute, nil)
+		r.Amount = 12.5
+		must(t, e.approve(t, r, nil))
+		p := newReq(db, "agent", "olga", time.Minute)
+		p.Amount = 7
+		must(t, db.CreateRequest(e.ctx, store.NewRequest{Request: p, State: store.Approved, Approval: &store.Approval{By: "policy"}}))
+		must(t, e.deny(t, e.pending(t, "agent", "olga", time.Minute, nil)))
+		must(t, db.CreateRequest(e.ctx, store.NewRequest{Request: newReq(db, "agent", "olga", time.Minute), State: store.Denied}))
+
+		now := db.Now()
+		b5, bh := now.Unix()/300, now.Unix()/3600
+		au := counterKey(db, "olga", "au:agent:olga")
+		want := map[string]string{
+			au:                                "hash",
+			counterKey(db, "olga", "u:olga"):  "hash",
+			counterKey(db, "olga", "a:agent"): "hash",
+			counterKey(db, "olga", fmt.Sprintf("u:olga:p:%d", now.Unix()/60)): "string",
+		}
+		got := map[string]string{}
+		iter := rdb.Scan(e.ctx, 0, db.Prefix()+"*", 100).Iterator()
+		for iter.Next(e.ctx) {
+			if k := iter.Val(); strings.Contains(k, "}:c:") {
+				got[k] = rdb.Type(e.ctx, k).Val()
+			}
+		}
+		must(t, iter.Err())
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("counter keys %v, want %v", got, want)
+		}
+		fields := rdb.HGetAll(e.ctx, au).Val()
+		wantFields := map[string]string{fmt.Sprintf("r:%d", b5): "2", "approved": "2",
+			fmt.Sprintf("s:%d", bh): "19.5", fmt.Sprintf("d:%d", bh): "2"}
+		if fmt.Sprint(fields) != fmt.Sprint(wantFields) {
+			t.Fatalf("agent-user hash %v, want %v", fields, wantFields)
+		}
+		ttl := func(key string) time.Duration { return rdb.TTL(e.ctx, key).Val() }
+		for key, want := range map[string]time.Duration{au: 400 * 24 * time.Hour,
+			counterKey(db, "olga", "u:olga"): 25 * time.Hour, counterKey(db, "olga", "a:agent"): 65 * time.Minute} {
+			if got := ttl(key); got > want || got < want-time.Minute {
+				t.Errorf("TTL of %s: %v, want %v", key, got, want)
+			}
+		}
+		// A pair with only denials is kept for the day window.
+		must(t, db.CreateRequest(e.ctx, store.NewRequest{Request: newReq(db, "other", "olga", time.Minute), State: store.Denied}))
+		if got := ttl(counterKey(db, "olga", "au:other:olga")); got > 25*time.Hour || got < 25*time.Hour-time.Minute {
+			t.Errorf("TTL of a denials-only pair: %v", got)
+		}
+	})
+}
+
+// TestCounterHashesDropStaleFields runs an agent and a user through 60
+// hours of an approval (with an amount) and a denial every 20 minutes:
+// every field past the windows is dropped once a hash holds more than 48
+// fields, including from a hash whose live fields are more than 48 (the
+// agent-user hash keeps 4 r, 25 d and 25 s fields), and the signals are
+// those of every request in their windows at each step.
+func TestCounterHashesDropStaleFields(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB, clock *fakeClock) {
+		ctx := context.Background()
+		rdb := db.Redis()
+		keys := map[string]string{"agent-user": counterKey(db, "ula", "au:agent:ula"),
+			"user": counterKey(db, "ula", "u:ula"), "agent": counterKey(db, "ula", "a:agent")}
+		// The model: the time of every approval and denial so far.
+		var approvals, denials []time.Time
+		in := func(ts []time.Time, bucket func(time.Time) int64, keep int64) (n int64, fields map[string]bool) {
+			fields = map[string]bool{}
+			now := bucket(clock.Now())
+			for _, at := range ts {
+				if b := bucket(at); b > now-keep {
+					n++
+					fields[fmt.Sprint(b)] = true
+				}
+			}
+			return n, fields
+		}
+		b5 := func(t time.Time) int64 { return t.Unix() / 300 }
+		bh := func(t time.Time) int64 { return t.Unix() / 3600 }
+		crowded, lingered := false, 0
+		for step := 0; step < 180; step++ {
+			r := newReq(db, "agent", "ula", time.Minute)
+			r.Amount = 1
+			must(t, db.CreateRequest(ctx, store.NewRequest{Request: r, State: store.Approved, Approval: &store.Approval{By: "policy"}}))
+			must(t, db.CreateRequest(ctx, store.NewRequest{Request: newReq(db, "agent", "ula", time.Minute), State: store.Denied}))
+			approvals, denials = append(approvals, clock.Now()), append(denials, clock.Now())
+
+			reqs, _ := in(approvals, b5, 12)
+			spend, _ := in(approvals, bh, 24)
+			denied, _ := in(denials, bh, 24)
+			want := store.Signals{AgentRequests1h: reqs, AgentUserRequests1h: reqs, AgentUserDenials24h: denied,
+				UserSpend24h: float64(spend), AgentUserSpend24h: float64(spend)}
+			got, err := db.ReadSignals(ctx, "agent", "ula", allSignals, clock.Now())
+			must(t, err)
+			if got != want {
+				t.Fatalf("step %d: signals %+v, want %+v", step, got, want)
+			}
+
+			// What a sweep now would keep: r 12 buckets back and d, s 24
+			// hours back, one bucket to spare.
+			_, r13 := in(approvals, b5, 13)
+			_, s25 := in(approvals, bh, 25)
+			_, d25 := in(denials, bh, 25)
+			live := map[string]int{"agent-user": len(r13) + len(s25) + len(d25) + 1, "user": len(s25), "agent": len(r13)}
+			for name, key := range keys {
+				n := int(rdb.HLen(ctx, key).Val())
+				if n > max(48, live[name]) || n < live[name] {
+					t.Fatalf("step %d: the %s hash holds %d fields, %d live", step, name, n, live[name])
+				}
+				crowded = crowded || live[name] > 48
+				if n > live[name] {
+					lingered++ // stale fields wait for the hash to pass 48
+				}
+			}
+			clock.Advance(20 * time.Minute)
+		}
+		if !crowded || lingered == 0 {
+			t.Errorf("crowded %v, lingered %d: the test misses a case of the sweep", crowded, lingered)
+		}
+	})
+}
+
+// TestLookupDevicesWithoutDecoding: the lookup counts the devices of the
+// user it found, by id (the hint) or through the email index (the id it
+// holds), without decoding the user's record for its id.
+func TestLookupDevicesWithoutDecoding(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB, clock *fakeClock) {
+		e := env{ctx: context.Background(), db: db, clock: clock}
+		e.user(t, "pia", "pia@example.com")
+		must(t, db.CreateEnrollment(e.ctx, "pia", "code-p", db.Now().Add(time.Minute)))
+		if _, err := db.Enroll(e.ctx, "code-p", store.Device{ID: "dev-p", Name: "phone"}, ev(e, "device.enrolled")); err != nil {
+			t.Fatal(err)
+		}
+		for _, hint := range []string{"pia", "pia@example.com"} {
+			l, err := db.LookupAuthorize(e.ctx, "agent", hint, nil, db.Now())
+			if err != nil || l.User == nil || l.User.ID != "pia" || l.User.Devices != 1 {
+				t.Fatalf("lookup %q: %+v %v", hint, l.User, err)
+			}
+		}
+	})
 }

@@ -125,7 +125,8 @@ type Decision struct {
 // passed below, in order.
 var scriptDecide = newAudited("decide", append(requestKeys[:len(requestKeys):len(requestKeys)], mandateKeyNames...),
 	[]string{"verdict", "user", "now_ms", "approval", "amount", "outbox_entry", "grant_rec", "grant_exp_ms",
-		"mandate_rec", "mandate_until_ms", "mandate_budget", "mandate_max_uses", "mandate_ttl_ms"})
+		"mandate_rec", "mandate_until_ms", "mandate_budget", "mandate_max_uses", "mandate_ttl_ms",
+		"bucket_5m", "bucket_hour", "grant_id"})
 
 // Decide records the first decision on a pending request of r.UserID.
 func (db *DB) Decide(ctx context.Context, r *Request, d Decision) error {
@@ -160,6 +161,7 @@ func (db *DB) Decide(ctx context.Context, r *Request, d Decision) error {
 	}
 	keys := append(k.keys, db.mandateKeys(r.UserID, mid)...)
 	args := append([]any{verdict, r.UserID, ms(now), ap, r.Amount, ob, grantRec, grantExp}, margs...)
+	args = append(args, bucket5(now), bucketHour(now), grantID)
 	res, err := db.runAudited(ctx, scriptDecide, k.shard, keys, args, d.Events)
 	if err != nil {
 		return err

@@ -17,11 +17,13 @@
 //	{sNN}:pending:<user>              zset of pending request ids by expiry (push-bombing caps, device list)
 //	{sNN}:pending-au:<client>:<user>  the same per agent and user
 //	{sNN}:expiries                    zset of pending ids by expiry (the expiry sweeper)
-//	{sNN}:c:au:<client>:<user>:r:<5m> approved requests per 5-minute bucket (TTL 65 min)
-//	{sNN}:c:au:<client>:<user>:s:<h>  approved spend per hour (TTL 25 h); :d:<h> denials
-//	{sNN}:c:au:<client>:<user>:approved  approvals ever (first_time)
-//	{sNN}:c:u:<user>:s:<h>            the user's approved spend per hour; :p:<minute> pushes
-//	{sNN}:c:a:<client>:r:<5m>         this shard's share of the agent's approved requests (agent_requests_1h sums the shards)
+//	{sNN}:c:au:<client>:<user>        hash, the agent-user counters: r:<5m> approvals per 5-minute bucket, d:<h> denials
+//	                                  and s:<h> approved spend per hour, approved (approvals ever: first_time);
+//	                                  TTL 400 days from the last approval, at least 25 h from the last denial
+//	{sNN}:c:u:<user>                  hash, the user's approved spend per hour s:<h> (TTL 25 h)
+//	{sNN}:c:u:<user>:p:<minute>       the user's pushes in that minute (TTL 2 min)
+//	{sNN}:c:a:<client>                hash, this shard's share of the agent's approvals per 5-minute bucket r:<5m>
+//	                                  (TTL 65 min; agent_requests_1h sums the shards)
 //	{sNN}:audit, {sNN}:audit-head     the shard's audit stream and its hash-chain head
 //	{sNN}:outbox                      the shard's notification outbox (stream, consumer group)
 //	{dir}:client:<id>, {dir}:clients  clients (JSON) and their index
@@ -33,6 +35,23 @@
 //	{dir}:lock:<name>                 one node at a time: key rotation, audit retention
 //	{dir}:rules:...                   ruleset versions and the active pointer (see rulesets.go)
 //	once:<kind>:<jti>                 single-use JWT ids until they expire
+//
+// The counter hashes are numbered by bucket (Unix time / 300 or / 3600):
+// the hour windows read the last 12 five-minute buckets (55 to 60 minutes
+// of history), the day windows the last 24 hour buckets (23 to 24 hours),
+// with one HMGET per hash. A write adds to its bucket's field and sets one
+// TTL, that of the hash's longest-lived field; the fields no window reads
+// any more (r 13 or more buckets old, d and s 25 or more hours) are
+// dropped by the writes once a hash holds more than 48 fields (see
+// lua/lib/request.lua).
+//
+// Upgrading from the string counters of earlier versions
+// ({sNN}:c:au:<client>:<user>:r:<5m>, …:approved, …:s:<h>, …:d:<h>,
+// {sNN}:c:u:<user>:s:<h>, {sNN}:c:a:<client>:r:<5m>): they are simply no
+// longer read. The velocity signals under-report for up to 24 hours after
+// the upgrade, and first_time holds again for every agent and user until
+// their next approval. Redis expires the old keys by their TTLs (the
+// …:approved ones only after 400 days).
 //
 // A request id carries its shard in its first two hex characters, so the
 // id alone finds its slot. Redis TTLs only collect garbage: expiry is

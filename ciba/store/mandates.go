@@ -99,8 +99,8 @@ func (db *DB) mandateKey(user, id string) string {
 	return db.tag(ShardOf(user)) + "mandate:" + id
 }
 
-// mandateKeys are the keys the request scripts take after keysFor's 14:
-// 15 the mandate, 16 its taken list, 17 the user's mandate index.
+// mandateKeys are the keys the request scripts take after keysFor's 11:
+// 12 the mandate, 13 its taken list, 14 the user's mandate index.
 func (db *DB) mandateKeys(user, id string) []string {
 	k := db.mandateKey(user, id)
 	return []string{k, k + ":taken", db.tag(ShardOf(user)) + "mandates:" + user}

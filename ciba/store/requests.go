@@ -101,51 +101,49 @@ type reqKeys struct {
 }
 
 // keysFor returns the keys every request script takes, in this order:
-// 1 request, 2 user pending, 3 agent-user pending, 4 agent-user requests
-// bucket (5 min), 5 agent-user approvals, 6 agent-user spend (hour), 7
-// user spend (hour), 8 agent-user denials (hour), 9 user pushes (minute),
-// 10 shard expiries, 11 shard outbox, 12 the user's grants, 13 the grant
-// record (when grant is set), 14 the agent's requests bucket in this shard
-// (5 min). The agent-wide counter is kept per shard so that it moves in
-// the same script as the request; reading it sums the shards.
+// 1 request, 2 user pending, 3 agent-user pending, 4 agent-user counters,
+// 5 user counters, 6 user pushes (minute), 7 shard expiries, 8 shard
+// outbox, 9 the user's grants, 10 the grant record (when grant is set),
+// 11 the agent's counters in this shard. The counters are hashes of
+// bucket fields (see the key table in doc.go). The agent-wide counter is
+// kept per shard so that it moves in the same script as the request;
+// reading it sums the shards.
 func (db *DB) keysFor(id, client, user, grant string, now time.Time) reqKeys {
 	shard := ShardOf(user)
 	t := db.tag(shard)
-	au := t + "c:au:" + client + ":" + user + ":"
-	u := t + "c:u:" + user + ":"
 	return reqKeys{shard, []string{
 		t + "req:" + id,
 		t + "pending:" + user,
 		t + "pending-au:" + client + ":" + user,
-		au + "r:" + itoa(bucket5(now)),
-		au + "approved",
-		au + "s:" + itoa(bucketHour(now)),
-		u + "s:" + itoa(bucketHour(now)),
-		au + "d:" + itoa(bucketHour(now)),
-		u + "p:" + itoa(now.Unix()/60),
+		db.agentUserCountersKey(shard, client, user),
+		db.userCountersKey(shard, user),
+		t + "c:u:" + user + ":p:" + itoa(now.Unix()/60),
 		t + "expiries",
 		t + "outbox",
 		t + "grants:" + user,
 		t + "grant:" + grant,
-		db.agentBucketKey(shard, client, bucket5(now)),
+		db.agentCountersKey(shard, client),
 	}}
 }
 
+// bucket5 and bucketHour number the counters' buckets. Go computes every
+// bucket, those the scripts write (bucket_5m, bucket_hour) as those
+// queueSignals reads, so writes and reads agree on the windows.
 func bucket5(t time.Time) int64    { return t.Unix() / 300 }
 func bucketHour(t time.Time) int64 { return t.Unix() / 3600 }
 
 // requestKeys names the keys of keysFor, as the request scripts declare
 // them.
-var requestKeys = []string{"req", "user_pending", "agent_user_pending", "agent_user_requests",
-	"agent_user_approvals", "agent_user_spend", "user_spend", "agent_user_denials", "user_pushes",
-	"expiries", "outbox", "user_grants", "grant", "agent_requests"}
+var requestKeys = []string{"req", "user_pending", "agent_user_pending", "agent_user_counters",
+	"user_counters", "user_pushes", "expiries", "outbox", "user_grants", "grant", "agent_counters"}
 
 // scriptCreate is lua/create_request.lua; the names are its KEYS and ARGV as
 // passed below, in order.
 var scriptCreate = newAudited("create_request", append(requestKeys[:len(requestKeys):len(requestKeys)], mandateKeyNames...),
 	[]string{"rec", "state", "now_ms", "exp_ms", "interval", "approval", "amount",
 		"max_user_pending", "max_agent_user_pending", "max_pushes", "id", "outbox_entry", "gc_ttl_ms", "grant_rec", "grant_exp_ms",
-		"mandate_id", "mandate_amount", "mandate_uses", "mandate_taken"})
+		"mandate_id", "mandate_amount", "mandate_uses", "mandate_taken", "bucket_5m", "bucket_hour",
+		"client", "user", "grant_id"})
 
 // gcTTL keeps a request around for an hour after its expiry so late polls
 // get expired_token rather than invalid_grant.
@@ -188,7 +186,7 @@ func (db *DB) CreateRequest(ctx context.Context, n NewRequest) error {
 		rec, string(n.State), ms(now), ms(r.ExpiresAt), n.Interval, approval, r.Amount,
 		n.Limits.PendingPerUser, n.Limits.PendingPerAgentUser, n.Limits.PushesPerMinute,
 		r.ID, ob, (r.ExpiresAt.Sub(now) + gcTTL).Milliseconds(), grantRec, grantExp,
-	}, charge...), n.Events)
+	}, append(charge, bucket5(now), bucketHour(now), r.ClientID, r.UserID, grantID)...), n.Events)
 	if err != nil {
 		return err
 	}
@@ -214,10 +212,21 @@ func outboxArg(o *Outbox) (string, error) {
 	return string(b), err
 }
 
-// agentBucketKey is a shard's share of an agent's approved requests in
-// five-minute bucket b.
-func (db *DB) agentBucketKey(shard int, client string, b int64) string {
-	return db.tag(shard) + "c:a:" + client + ":r:" + itoa(b)
+// agentUserCountersKey is the hash of an agent's counters for one user:
+// fields r:<5m>, d:<hour>, s:<hour> and approved.
+func (db *DB) agentUserCountersKey(shard int, client, user string) string {
+	return db.tag(shard) + "c:au:" + client + ":" + user
+}
+
+// userCountersKey is the hash of a user's counters: fields s:<hour>.
+func (db *DB) userCountersKey(shard int, user string) string {
+	return db.tag(shard) + "c:u:" + user
+}
+
+// agentCountersKey is the hash of a shard's share of an agent's
+// counters: fields r:<5m>.
+func (db *DB) agentCountersKey(shard int, client string) string {
+	return db.tag(shard) + "c:a:" + client
 }
 
 // PollOutcome is the result of one poll of a request.

@@ -49,30 +49,22 @@ func (db *DB) ReadSignals(ctx context.Context, client, user string, names []stri
 }
 
 // queueSignals queues the reads of the named signals on p and returns the
-// function that assembles them once p has run.
+// function that assembles them once p has run: one HMGET of the
+// agent-user counters for all the agent-user signals named, one of the
+// user's counters, one of the agent's per shard, one ZCOUNT.
 func (db *DB) queueSignals(ctx context.Context, p redis.Pipeliner, client, user string, names []string, now time.Time) func() Signals {
-	t := db.tag(ShardOf(user))
-	au := t + "c:au:" + client + ":" + user + ":"
-	u := t + "c:u:" + user + ":"
-	fives := func(at func(int64) string) []string {
-		b := bucket5(now)
-		out := make([]string, 12)
-		for i := range out {
-			out[i] = at(b - int64(i))
-		}
-		return out
-	}
-	hours := func(prefix string) []string {
-		b := bucketHour(now)
-		out := make([]string, 24)
+	shard := ShardOf(user)
+	// buckets names the fields of the n buckets up to b, newest first.
+	buckets := func(prefix string, b int64, n int) []string {
+		out := make([]string, n)
 		for i := range out {
 			out[i] = prefix + itoa(b-int64(i))
 		}
 		return out
 	}
-	sum := func(cmd *redis.SliceCmd) float64 {
+	sum := func(vals []any) float64 {
 		var total float64
-		for _, v := range cmd.Val() {
+		for _, v := range vals {
 			if str, ok := v.(string); ok {
 				f, _ := strconv.ParseFloat(str, 64)
 				total += f
@@ -80,42 +72,61 @@ func (db *DB) queueSignals(ctx context.Context, p redis.Pipeliner, client, user 
 		}
 		return total
 	}
+	// The agent-user fields of every signal named are read by one HMGET:
+	// agentUser adds a signal's fields and returns its share of the answer.
+	var auFields []string
+	var au *redis.SliceCmd
+	agentUser := func(fields ...string) func() []any {
+		from := len(auFields)
+		auFields = append(auFields, fields...)
+		to := len(auFields)
+		return func() []any {
+			if v := au.Val(); len(v) >= to {
+				return v[from:to]
+			}
+			return nil
+		}
+	}
 	var s Signals
 	var sets []func()
 	for _, n := range names {
 		switch n {
 		case SigAgentRequests1h:
 			// The agent-wide count is kept per shard: one read per shard.
+			fields := buckets("r:", bucket5(now), 12)
 			cs := make([]*redis.SliceCmd, Shards)
 			for sh := range cs {
-				cs[sh] = p.MGet(ctx, fives(func(b int64) string { return db.agentBucketKey(sh, client, b) })...)
+				cs[sh] = p.HMGet(ctx, db.agentCountersKey(sh, client), fields...)
 			}
 			sets = append(sets, func() {
 				var n float64
 				for _, c := range cs {
-					n += sum(c)
+					n += sum(c.Val())
 				}
 				s.AgentRequests1h = int64(n)
 			})
 		case SigAgentUserRequests1h:
-			c := p.MGet(ctx, fives(func(b int64) string { return au + "r:" + itoa(b) })...)
-			sets = append(sets, func() { s.AgentUserRequests1h = int64(sum(c)) })
+			f := agentUser(buckets("r:", bucket5(now), 12)...)
+			sets = append(sets, func() { s.AgentUserRequests1h = int64(sum(f())) })
 		case SigUserPending:
-			c := p.ZCount(ctx, t+"pending:"+user, "("+itoa(ms(now)), "+inf")
+			c := p.ZCount(ctx, db.tag(shard)+"pending:"+user, "("+itoa(ms(now)), "+inf")
 			sets = append(sets, func() { s.UserPending = c.Val() })
 		case SigAgentUserDenials24h:
-			c := p.MGet(ctx, hours(au+"d:")...)
-			sets = append(sets, func() { s.AgentUserDenials24h = int64(sum(c)) })
+			f := agentUser(buckets("d:", bucketHour(now), 24)...)
+			sets = append(sets, func() { s.AgentUserDenials24h = int64(sum(f())) })
 		case SigUserSpend24h:
-			c := p.MGet(ctx, hours(u+"s:")...)
-			sets = append(sets, func() { s.UserSpend24h = sum(c) })
+			c := p.HMGet(ctx, db.userCountersKey(shard, user), buckets("s:", bucketHour(now), 24)...)
+			sets = append(sets, func() { s.UserSpend24h = sum(c.Val()) })
 		case SigAgentUserSpend24h:
-			c := p.MGet(ctx, hours(au+"s:")...)
-			sets = append(sets, func() { s.AgentUserSpend24h = sum(c) })
+			f := agentUser(buckets("s:", bucketHour(now), 24)...)
+			sets = append(sets, func() { s.AgentUserSpend24h = sum(f()) })
 		case SigFirstTime:
-			c := p.Exists(ctx, au+"approved")
-			sets = append(sets, func() { s.FirstTime = c.Val() == 0 })
+			f := agentUser("approved")
+			sets = append(sets, func() { v := f(); s.FirstTime = v == nil || v[0] == nil })
 		}
+	}
+	if len(auFields) > 0 {
+		au = p.HMGet(ctx, db.agentUserCountersKey(shard, client, user), auFields...)
 	}
 	return func() Signals {
 		for _, set := range sets {
@@ -143,7 +154,7 @@ type Lookup struct {
 
 // scriptLookup is lua/lookup.lua; the names are its KEYS and ARGV as
 // passed below, in order.
-var scriptLookup = newLua("lookup", []string{"client", "user_by_id", "user_by_email"}, []string{"user_prefix", "devices_prefix"})
+var scriptLookup = newLua("lookup", []string{"client", "user_by_id", "user_by_email"}, []string{"user_prefix", "devices_prefix", "hint"})
 
 // LookupAuthorize reads, in one pipelined round trip, the client, the
 // user a login_hint names (by id or email) and, taking the hint as a user
@@ -158,7 +169,7 @@ func (db *DB) LookupAuthorize(ctx context.Context, clientID, hint string, names 
 func (db *DB) LookupAuthorizeMandate(ctx context.Context, clientID, hint, mandateID string, names []string, now time.Time) (Lookup, error) {
 	var out Lookup
 	keys := []string{db.clientKey(clientID), db.userKey(hint), db.emailKey(hint)}
-	args := []any{db.userKey(""), db.userDevicesKey("")}
+	args := []any{db.userKey(""), db.userDevicesKey(""), hint}
 	p := db.rdb.Pipeline()
 	look := scriptLookup.EvalSha(ctx, p, keys, args...)
 	var sig func() Signals

@@ -6,22 +6,19 @@
 --   1   req                   {sNN}:req:<id>, the request hash
 --   2   user_pending          {sNN}:pending:<user>, pending ids by expiry
 --   3   agent_user_pending    {sNN}:pending-au:<client>:<user>
---   4   agent_user_requests   {sNN}:c:au:<client>:<user>:r:<5m>, approvals per 5 minutes
---   5   agent_user_approvals  {sNN}:c:au:<client>:<user>:approved, approvals ever
---   6   agent_user_spend      {sNN}:c:au:<client>:<user>:s:<hour>
---   7   user_spend            {sNN}:c:u:<user>:s:<hour>
---   8   agent_user_denials    {sNN}:c:au:<client>:<user>:d:<hour>
---   9   user_pushes           {sNN}:c:u:<user>:p:<minute>
---   10  expiries              {sNN}:expiries, pending ids by expiry
---   11  outbox                {sNN}:outbox, the shard notification outbox
---   12  user_grants           {sNN}:grants:<user>, grant ids by expiry
---   13  grant                 {sNN}:grant:<grant id> (when a grant is stored)
---   14  agent_requests        {sNN}:c:a:<client>:r:<5m>, this shard's share
---   15  mandate               {sNN}:mandate:<id> (of an intent mandate, when one is involved)
---   16  mandate_taken         {sNN}:mandate:<id>:taken, the requests approved under it
---   17  user_mandates         {sNN}:mandates:<user>, the user's mandate ids
---   18  audit                 {sNN}:audit, the shard audit stream
---   19  audit_head            {sNN}:audit-head, its hash-chain head
+--   4   agent_user_counters   {sNN}:c:au:<client>:<user>, hash: r:<5m>, d:<hour>, s:<hour>, approved
+--   5   user_counters         {sNN}:c:u:<user>, hash: s:<hour>
+--   6   user_pushes           {sNN}:c:u:<user>:p:<minute>
+--   7   expiries              {sNN}:expiries, pending ids by expiry
+--   8   outbox                {sNN}:outbox, the shard notification outbox
+--   9   user_grants           {sNN}:grants:<user>, grant ids by expiry
+--   10  grant                 {sNN}:grant:<grant id> (when a grant is stored)
+--   11  agent_counters        {sNN}:c:a:<client>, hash: this shard's share, r:<5m>
+--   12  mandate               {sNN}:mandate:<id> (of an intent mandate, when one is involved)
+--   13  mandate_taken         {sNN}:mandate:<id>:taken, the requests approved under it
+--   14  user_mandates         {sNN}:mandates:<user>, the user's mandate ids
+--   15  audit                 {sNN}:audit, the shard audit stream
+--   16  audit_head            {sNN}:audit-head, its hash-chain head
 -- ARGV
 --   1    rec                   the request JSON
 --   2    state                 pending | approved | denied
@@ -42,31 +39,35 @@
 --   17   mandate_amount        cents it takes
 --   18   mandate_uses          uses it takes
 --   19   mandate_taken         the entry noted in its taken list
---   20.. audit...              expected head, n, then hash and body per event
+--   20   bucket_5m             the current five-minute bucket (counter fields r:<n>)
+--   21   bucket_hour           the current hour bucket (counter fields d:<n>, s:<n>)
+--   22   client                the request's client id
+--   23   user                  the request's user id
+--   24   grant_id              the grant's id ('' for none)
+--   25.. audit...              expected head, n, then hash and body per event
 -- RETURNS
 --   {'ok'}                     stored (a denial stores only counters and audit)
 --   {'limit', which, retry_ms} a cap is reached: user_pending, agent_user_pending or pushes_per_minute
 --   {'mandate', why}           the mandate no longer allows the charge: nothing written
 --   {'stale', head}            the audit head moved: nothing written, retry
 local req, user_pending, agent_user_pending = KEYS[1], KEYS[2], KEYS[3]
-local agent_user_requests, agent_user_approvals, agent_user_spend = KEYS[4], KEYS[5], KEYS[6]
-local user_spend, agent_user_denials, user_pushes, expiries = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local outbox_key, user_grants, grant_key, agent_requests = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
-local mandate, mandate_taken, user_mandates = KEYS[15], KEYS[16], KEYS[17]
-local audit, audit_head = KEYS[18], KEYS[19]
-local a = audit_from(ARGV, 20)
+local agent_user_counters, user_counters, user_pushes, expiries = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local outbox_key, user_grants, grant_key, agent_counters = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local mandate, mandate_taken, user_mandates = KEYS[12], KEYS[13], KEYS[14]
+local audit, audit_head = KEYS[15], KEYS[16]
+local a = audit_from(ARGV, 25)
 local stale = audit_stale(audit_head, a)
 if stale then return {'stale', stale} end
 local now = tonumber(ARGV[3])
 local state, exp_ms, id = ARGV[2], ARGV[4], ARGV[11]
-local rec = cjson.decode(ARGV[1])
+local r_now, hour, client, user = ARGV[20], ARGV[21], ARGV[22], ARGV[23]
 -- A request approved by a mandate re-checks it here, atomically with the
 -- charge: concurrent requests never spend more than it allows.
-local why = mandate_refused(mandate, ARGV[16], rec['client_id'], rec['user_id'], now, tonumber(ARGV[17]), tonumber(ARGV[18]))
+local why = mandate_refused(mandate, ARGV[16], client, user, now, tonumber(ARGV[17]), tonumber(ARGV[18]))
 if why then return {'mandate', why} end
 if state == 'denied' then
   audit_write(audit, audit_head, a)
-  deny_counters(agent_user_denials)
+  deny_counters(agent_user_counters, r_now, hour)
   return {'ok'}
 end
 if state == 'pending' then
@@ -98,12 +99,13 @@ if state == 'pending' then
   redis.call('ZADD', agent_user_pending, exp_ms, id)
   redis.call('ZADD', expiries, exp_ms, id)
 end
-redis.call('HSET', req, 'rec', ARGV[1], 'state', state, 'exp', exp_ms, 'interval', ARGV[5],
-  'next', 0, 'client', rec['client_id'], 'user', rec['user_id'])
+-- One HSET, with the approval when there is one.
+local fields = {'rec', ARGV[1], 'state', state, 'exp', exp_ms, 'interval', ARGV[5], 'next', 0, 'client', client, 'user', user}
+if state == 'approved' then fields[#fields + 1] = 'approval'; fields[#fields + 1] = ARGV[6] end
+redis.call('HSET', req, unpack(fields))
 if state == 'approved' then
-  redis.call('HSET', req, 'approval', ARGV[6])
-  approve_counters(agent_user_requests, agent_requests, agent_user_approvals, agent_user_spend, user_spend, tonumber(ARGV[7]))
-  grant(user_grants, grant_key, ARGV[14], ARGV[15], now)
+  approve_counters(agent_user_counters, user_counters, agent_counters, r_now, hour, tonumber(ARGV[7]))
+  grant(user_grants, grant_key, ARGV[24], ARGV[14], ARGV[15], now)
 end
 -- The agent's notification of an approval, or the push to the user's
 -- devices of a pending request: durable with the request itself.

@@ -6,19 +6,16 @@
 --   1   req                   {sNN}:req:<id>, the request hash
 --   2   user_pending          {sNN}:pending:<user>, pending ids by expiry
 --   3   agent_user_pending    {sNN}:pending-au:<client>:<user>
---   4   agent_user_requests   {sNN}:c:au:<client>:<user>:r:<5m>, approvals per 5 minutes
---   5   agent_user_approvals  {sNN}:c:au:<client>:<user>:approved, approvals ever
---   6   agent_user_spend      {sNN}:c:au:<client>:<user>:s:<hour>
---   7   user_spend            {sNN}:c:u:<user>:s:<hour>
---   8   agent_user_denials    {sNN}:c:au:<client>:<user>:d:<hour>
---   9   user_pushes           {sNN}:c:u:<user>:p:<minute>
---   10  expiries              {sNN}:expiries, pending ids by expiry
---   11  outbox                {sNN}:outbox, the shard notification outbox
---   12  user_grants           {sNN}:grants:<user>, grant ids by expiry
---   13  grant                 {sNN}:grant:<grant id> (when a grant is stored)
---   14  agent_requests        {sNN}:c:a:<client>:r:<5m>, this shard's share
---   15  audit                 {sNN}:audit, the shard audit stream
---   16  audit_head            {sNN}:audit-head, its hash-chain head
+--   4   agent_user_counters   {sNN}:c:au:<client>:<user>, hash: r:<5m>, d:<hour>, s:<hour>, approved
+--   5   user_counters         {sNN}:c:u:<user>, hash: s:<hour>
+--   6   user_pushes           {sNN}:c:u:<user>:p:<minute>
+--   7   expiries              {sNN}:expiries, pending ids by expiry
+--   8   outbox                {sNN}:outbox, the shard notification outbox
+--   9   user_grants           {sNN}:grants:<user>, grant ids by expiry
+--   10  grant                 {sNN}:grant:<grant id> (when a grant is stored)
+--   11  agent_counters        {sNN}:c:a:<client>, hash: this shard's share, r:<5m>
+--   12  audit                 {sNN}:audit, the shard audit stream
+--   13  audit_head            {sNN}:audit-head, its hash-chain head
 -- ARGV
 --   1    now_ms                the caller's clock
 --   2    outbox_entry          the notification to deliver ('' for none)
@@ -29,10 +26,9 @@
 --   {'not_due'}                decided already, or not yet expired
 --   {'stale', head}            the audit head moved: nothing written, retry
 local req, user_pending, agent_user_pending = KEYS[1], KEYS[2], KEYS[3]
-local agent_user_requests, agent_user_approvals, agent_user_spend = KEYS[4], KEYS[5], KEYS[6]
-local user_spend, agent_user_denials, user_pushes, expiries = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local outbox_key, user_grants, grant_key, agent_requests = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
-local audit, audit_head = KEYS[15], KEYS[16]
+local agent_user_counters, user_counters, user_pushes, expiries = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local outbox_key, user_grants, grant_key, agent_counters = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local audit, audit_head = KEYS[12], KEYS[13]
 local a = audit_from(ARGV, 3)
 local stale = audit_stale(audit_head, a)
 if stale then return {'stale', stale} end

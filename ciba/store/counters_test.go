@@ -181,7 +181,7 @@ func TestCountersAreOneHashPerPair(t *testing.T) {
 			au:                                "hash",
 			counterKey(db, "olga", "u:olga"):  "hash",
 			counterKey(db, "olga", "a:agent"): "hash",
-			counterKey(db, "olga", fmt.Sprintf("u:olga:p:%d", now.Unix()/60)): "string",
+			counterKey(db, "olga", fmt.Sprintf("p:olga:%d", now.Unix()/60)): "string",
 		}
 		got := map[string]string{}
 		iter := rdb.Scan(e.ctx, 0, db.Prefix()+"*", 100).Iterator()

@@ -21,7 +21,8 @@
 //	                                  and s:<h> approved spend per hour, approved (approvals ever: first_time);
 //	                                  TTL 400 days from the last approval, at least 25 h from the last denial
 //	{sNN}:c:u:<user>                  hash, the user's approved spend per hour s:<h> (TTL 25 h)
-//	{sNN}:c:u:<user>:p:<minute>       the user's pushes in that minute (TTL 2 min)
+//	{sNN}:c:p:<user>:<minute>         the user's pushes in that minute (TTL 2 min; apart from c:u:, so no
+//	                                  user id can name another user's key of another type)
 //	{sNN}:c:a:<client>                hash, this shard's share of the agent's approvals per 5-minute bucket r:<5m>
 //	                                  (TTL 65 min; agent_requests_1h sums the shards)
 //	{sNN}:audit, {sNN}:audit-head     the shard's audit stream and its hash-chain head

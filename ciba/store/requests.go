@@ -117,7 +117,7 @@ func (db *DB) keysFor(id, client, user, grant string, now time.Time) reqKeys {
 		t + "pending-au:" + client + ":" + user,
 		db.agentUserCountersKey(shard, client, user),
 		db.userCountersKey(shard, user),
-		t + "c:u:" + user + ":p:" + itoa(now.Unix()/60),
+		t + "c:p:" + user + ":" + itoa(now.Unix()/60), // not under c:u:, the user hashes' own prefix
 		t + "expiries",
 		t + "outbox",
 		t + "grants:" + user,

@@ -7,7 +7,7 @@
 --   3   agent_user_pending    {sNN}:pending-au:<client>:<user>
 --   4   agent_user_counters   {sNN}:c:au:<client>:<user>, hash: r:<5m>, d:<hour>, s:<hour>, approved
 --   5   user_counters         {sNN}:c:u:<user>, hash: s:<hour>
---   6   user_pushes           {sNN}:c:u:<user>:p:<minute>
+--   6   user_pushes           {sNN}:c:p:<user>:<minute>
 --   7   expiries              {sNN}:expiries, pending ids by expiry
 --   8   outbox                {sNN}:outbox, the shard notification outbox
 --   9   user_grants           {sNN}:grants:<user>, grant ids by expiry

@@ -140,10 +140,17 @@ func (s *Service) decodeAuthorize(ctx context.Context, in AuthorizeInput, who *r
 	if r.hint != "" {
 		mandateID = in.Form.Get("mandate_id")
 	}
-	// The mandate an agent acts within is read in the same round trip.
-	lk, err := s.db.LookupAuthorizeMandate(ctx, in.Credentials.ClientID, r.hint, mandateID, names, s.Now())
+	// The mandate an agent acts within is read in the same round trip; the
+	// client too, unless this node has it cached.
+	cached, haveClient := s.clients.get(in.Credentials.ClientID)
+	lk, err := s.db.LookupAuthorizeMandate(ctx, in.Credentials.ClientID, r.hint, mandateID, names, s.Now(), !haveClient)
 	if err != nil {
 		return nil, ctx, err
+	}
+	if haveClient {
+		lk.Client = cached
+	} else if lk.Client != nil {
+		s.clients.put(lk.Client)
 	}
 	r.lookup = lk
 	if r.client, err = s.verifyClient(ctx, in.Credentials, lk.Client, in.Endpoint); err != nil {

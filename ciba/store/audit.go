@@ -53,12 +53,31 @@ func (db *DB) auditKey(shard int) string { return db.shardTag(shard) + "audit" }
 func (db *DB) headKey(shard int) string  { return db.shardTag(shard) + "audit-head" }
 
 // hashEvent returns the body to store and its hash; e.PrevHash must be set.
+// The raw members (action, risk, input: JSON from json.Marshal, the input
+// the largest part of an event) are appended as they are, after the
+// others: encoding/json would scan and compact each of them again.
 func hashEvent(e Event) (body []byte, hash string, err error) {
 	e.ID, e.Hash = "", ""
-	body, err = json.Marshal(e)
+	raw := [...]struct {
+		name string
+		v    json.RawMessage
+	}{{"action", e.Action}, {"risk", e.Risk}, {"input", e.Input}}
+	e.Action, e.Risk, e.Input = nil, nil, nil
+	head, err := json.Marshal(e)
 	if err != nil {
 		return nil, "", err
 	}
+	size := len(head)
+	for _, r := range raw {
+		size += len(r.name) + len(r.v) + 4
+	}
+	body = append(make([]byte, 0, size), head[:len(head)-1]...)
+	for _, r := range raw {
+		if len(r.v) > 0 {
+			body = append(append(append(append(body, ',', '"'), r.name...), '"', ':'), r.v...)
+		}
+	}
+	body = append(body, '}')
 	sum := sha256.Sum256(body)
 	return body, hex.EncodeToString(sum[:]), nil
 }

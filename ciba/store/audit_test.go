@@ -283,3 +283,26 @@ func TestAuditChainBatchesConcurrentWritersOfTwoNodes(t *testing.T) {
 		}
 	})
 }
+
+// An event's body is the event as JSON, its raw members included as given.
+func TestEventBodyReadsBack(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB, clock *fakeClock) {
+		ctx := context.Background()
+		in := store.Event{At: db.Now(), Type: "authzen.decision", User: "ivy", Agent: "pep", Actors: []string{"pep"},
+			Action: []byte(`{"subject":{"type":"user","id":"ivy"}}`), Risk: []byte(`{"level":"low","rules":[]}`),
+			Input: []byte(`{"request":{"kind":"authzen"}}`), Path: "policy", Detail: "quote \" and <tag>"}
+		must(t, db.Audit(ctx, "ivy", in, store.Event{At: db.Now(), Type: "token.refused", User: "ivy"}))
+		evs, _, err := db.AuditEntries(ctx, store.AuditQuery{User: "ivy"})
+		if err != nil || len(evs) != 2 {
+			t.Fatalf("entries: %d %v", len(evs), err)
+		}
+		got := evs[0]
+		if string(got.Action) != string(in.Action) || string(got.Risk) != string(in.Risk) || string(got.Input) != string(in.Input) ||
+			got.Detail != in.Detail || got.Path != "policy" || len(got.Actors) != 1 || evs[1].Action != nil || evs[1].PrevHash != got.Hash {
+			t.Fatalf("read back: %+v", evs)
+		}
+		if rep, err := db.VerifyAudit(ctx); err != nil || !rep.OK {
+			t.Fatalf("verify: %+v %v", rep, err)
+		}
+	})
+}

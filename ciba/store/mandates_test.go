@@ -130,17 +130,17 @@ func mandateLookup(t *testing.T, e env) {
 	must(t, e.db.CreateClient(e.ctx, &store.Client{ID: "agent", Name: "Agent"}, store.Event{Type: "client.created"}))
 	must(t, e.db.CreateUser(e.ctx, &store.User{ID: "dora", Email: "dora@example.com"}, store.Event{Type: "user.created"}))
 	m := approveMandate(t, e.db, "dora", 500, 0, time.Hour)
-	lk, err := e.db.LookupAuthorizeMandate(e.ctx, "agent", "dora", m.ID, nil, e.db.Now())
+	lk, err := e.db.LookupAuthorizeMandate(e.ctx, "agent", "dora", m.ID, nil, e.db.Now(), true)
 	if err != nil || lk.Client == nil || lk.User == nil || !lk.MandateRead || lk.Mandate == nil || lk.Mandate.BudgetCents != 500 {
 		t.Fatalf("lookup by id: %v %+v", err, lk)
 	}
 	// By email the user id is not known before the lookup: not read.
-	lk, err = e.db.LookupAuthorizeMandate(e.ctx, "agent", "dora@example.com", m.ID, nil, e.db.Now())
+	lk, err = e.db.LookupAuthorizeMandate(e.ctx, "agent", "dora@example.com", m.ID, nil, e.db.Now(), true)
 	if err != nil || lk.User == nil || lk.MandateRead {
 		t.Fatalf("lookup by email: %v %+v", err, lk)
 	}
 	// Another user's id finds none of dora's mandates.
-	lk, err = e.db.LookupAuthorizeMandate(e.ctx, "agent", "erin", m.ID, nil, e.db.Now())
+	lk, err = e.db.LookupAuthorizeMandate(e.ctx, "agent", "erin", m.ID, nil, e.db.Now(), true)
 	if err != nil || lk.Mandate != nil {
 		t.Fatalf("lookup for another: %v %+v", err, lk)
 	}

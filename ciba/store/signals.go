@@ -160,18 +160,51 @@ var scriptLookup = newLua("lookup", []string{"client", "user_by_id", "user_by_em
 // user a login_hint names (by id or email) and, taking the hint as a user
 // id, the named signals.
 func (db *DB) LookupAuthorize(ctx context.Context, clientID, hint string, names []string, now time.Time) (Lookup, error) {
-	return db.LookupAuthorizeMandate(ctx, clientID, hint, "", names, now)
+	return db.LookupAuthorizeMandate(ctx, clientID, hint, "", names, now, true)
 }
 
 // LookupAuthorizeMandate is LookupAuthorize that also reads, in the same
 // round trip, the mandate named by mandateID, taking the hint as its
-// user's id.
-func (db *DB) LookupAuthorizeMandate(ctx context.Context, clientID, hint, mandateID string, names []string, now time.Time) (Lookup, error) {
-	var out Lookup
-	keys := []string{db.clientKey(clientID), db.userKey(hint), db.emailKey(hint)}
-	args := []any{db.userKey(""), db.userDevicesKey(""), hint}
+// user's id. With readClient false the caller has the client (its cache)
+// and Lookup.Client may be nil.
+//
+// A hint without "@" (user ids have none) is read with plain commands;
+// only a hint that may be an email takes the lookup script, which follows
+// the email index in Redis. An email without "@" (admins may set one) is
+// found by a second round trip through the script.
+func (db *DB) LookupAuthorizeMandate(ctx context.Context, clientID, hint, mandateID string, names []string, now time.Time, readClient bool) (Lookup, error) {
+	byID := hint != "" && !strings.Contains(hint, "@")
 	p := db.rdb.Pipeline()
-	look := scriptLookup.EvalSha(ctx, p, keys, args...)
+	var read func() (res []any, err error)
+	if byID {
+		cl := redis.NewStringCmd(ctx) // no client: ""
+		if readClient {
+			cl = p.Get(ctx, db.clientKey(clientID))
+		}
+		u, devs, email := p.Get(ctx, db.userKey(hint)), p.SCard(ctx, db.userDevicesKey(hint)), p.Exists(ctx, db.emailKey(hint))
+		read = func() ([]any, error) {
+			for _, c := range []*redis.StringCmd{cl, u} {
+				if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+					return nil, err
+				}
+			}
+			if u.Val() == "" && email.Val() == 1 {
+				return nil, errByEmail
+			}
+			return []any{cl.Val(), u.Val(), devs.Val()}, devs.Err()
+		}
+	} else {
+		keys := []string{db.clientKey(clientID), db.userKey(hint), db.emailKey(hint)}
+		args := []any{db.userKey(""), db.userDevicesKey(""), hint}
+		look := scriptLookup.EvalSha(ctx, p, keys, args...)
+		read = func() ([]any, error) {
+			res, err := look.Slice()
+			if isNoScript(err) {
+				res, err = scriptLookup.Eval(ctx, db.rdb, keys, args...).Slice()
+			}
+			return res, err
+		}
+	}
 	var sig func() Signals
 	if len(names) > 0 && hint != "" {
 		sig = db.queueSignals(ctx, p, clientID, hint, names, now)
@@ -180,17 +213,50 @@ func (db *DB) LookupAuthorizeMandate(ctx context.Context, clientID, hint, mandat
 	if mandateID != "" && hint != "" && validMandateID(mandateID) {
 		mandate = db.queueMandate(ctx, p, hint, mandateID)
 	}
-	_, err := p.Exec(ctx)
-	if err != nil && !errors.Is(err, redis.Nil) && !isNoScript(look.Err()) {
-		return out, err
+	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !isNoScript(err) {
+		return Lookup{}, err
 	}
-	res, err := look.Slice()
-	if isNoScript(err) {
-		res, err = scriptLookup.Eval(ctx, db.rdb, keys, args...).Slice()
+	res, err := read()
+	if errors.Is(err, errByEmail) {
+		return db.lookupByEmail(ctx, clientID, hint)
 	}
 	if err != nil {
+		return Lookup{}, err
+	}
+	out, err := decodeLookup(res)
+	if err != nil || out.User == nil || out.User.ID != hint {
 		return out, err
 	}
+	if sig != nil {
+		out.Signals, out.SignalsFor = sig(), hint
+	}
+	if mandate != nil {
+		if out.Mandate, err = decodeMandate(mandate.Val()); err != nil {
+			return out, err
+		}
+		out.MandateRead = true
+	}
+	return out, nil
+}
+
+// errByEmail: the hint named no user by id but is an email in the index.
+var errByEmail = errors.New("store: hint is an email")
+
+// lookupByEmail is the lookup of a hint found only in the email index:
+// the script follows the index; signals and mandates are read for ids.
+func (db *DB) lookupByEmail(ctx context.Context, clientID, hint string) (Lookup, error) {
+	res, err := scriptLookup.Run(ctx, db.rdb, []string{db.clientKey(clientID), db.userKey(hint), db.emailKey(hint)},
+		db.userKey(""), db.userDevicesKey(""), hint).Slice()
+	if err != nil {
+		return Lookup{}, err
+	}
+	return decodeLookup(res)
+}
+
+// decodeLookup reads the client, the user and its device count.
+func decodeLookup(res []any) (Lookup, error) {
+	var out Lookup
+	var err error
 	if c, _ := res[0].(string); c != "" {
 		if out.Client, err = decodeClient([]byte(c), nil); err != nil {
 			return out, err
@@ -201,15 +267,6 @@ func (db *DB) LookupAuthorizeMandate(ctx context.Context, clientID, hint, mandat
 			return out, err
 		}
 		out.User.Devices, _ = res[2].(int64)
-		if sig != nil && out.User.ID == hint {
-			out.Signals, out.SignalsFor = sig(), hint
-		}
-		if mandate != nil && out.User.ID == hint {
-			if out.Mandate, err = decodeMandate(mandate.Val()); err != nil {
-				return out, err
-			}
-			out.MandateRead = true
-		}
 	}
 	return out, nil
 }

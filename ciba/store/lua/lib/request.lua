@@ -27,7 +27,10 @@ end
 -- five-minute bucket, the approvals ever and the spend of the hour; in
 -- the user hash the spend of the hour; in the agent hash of this shard
 -- its five-minute bucket. Each hash gets one EXPIRE for its longest-lived
--- field: approved 400 days, s 25 h, r 65 min.
+-- field: approved 400 days, s 25 h, r 65 min. The agent-user and agent
+-- hashes are given theirs when a write adds a five-minute bucket, at most
+-- once per bucket: 65 min from a bucket's first write still outlasts the
+-- hour that reads it, and an r field is written by approvals only.
 local function approve_counters(agent_user, user, agent, r_now, hour, amount)
   local r = 'r:' .. r_now
   local added = redis.call('HINCRBY', agent_user, r, 1) == 1
@@ -39,14 +42,18 @@ local function approve_counters(agent_user, user, agent, r_now, hour, amount)
     -- least 24: checking its length on every spend stays cheap.
     counters_trim(user, r_now, hour)
   end
-  redis.call('EXPIRE', agent_user, 34560000)
   -- The agent-user hash may hold 64 live fields (13 r, 25 d, 25 s,
   -- approved): it is checked only when a write adds a field, so that it
   -- is swept at most once per new bucket even then. The first approval
   -- of an hour always adds an r field, so this bounds the s fields too.
-  if added then counters_trim(agent_user, r_now, hour) end
-  if redis.call('HINCRBY', agent, r, 1) == 1 then counters_trim(agent, r_now, hour) end
-  redis.call('EXPIRE', agent, 3900)
+  if added then
+    redis.call('EXPIRE', agent_user, 34560000)
+    counters_trim(agent_user, r_now, hour)
+  end
+  if redis.call('HINCRBY', agent, r, 1) == 1 then
+    redis.call('EXPIRE', agent, 3900)
+    counters_trim(agent, r_now, hour)
+  end
 end
 
 -- deny_counters counts a denial in the agent-user hash's hour. The hash

@@ -35,6 +35,7 @@ func newAuthorizer(t *testing.T, cfg ciba.Config, client string) *authorizer {
 	t.Helper()
 	rs := redistest.Real(t)
 	db := store.Open(rs.Client, rs.Prefix)
+	db.Now = func() time.Time { return daytime }
 	ctx := context.Background()
 	keys, err := ciba.LoadKeys(ctx, db)
 	if err != nil {
@@ -42,7 +43,9 @@ func newAuthorizer(t *testing.T, cfg ciba.Config, client string) *authorizer {
 	}
 	cfg.Issuer = issuer
 	minter := &token.Minter{Issuer: issuer, Keys: keys.Get, Now: time.Now}
-	a := &authorizer{svc: ciba.New(cfg, db, risk.NewEngine(ciba.SignalReader{DB: db}, rules.Default()), minter),
+	// A fixed daytime clock: the default rules score payments at night.
+	a := &authorizer{svc: ciba.New(cfg, db, risk.NewEngine(ciba.SignalReader{DB: db}, rules.Default()), minter,
+		ciba.WithClock(func() time.Time { return daytime })),
 		admin: &admin.Service{DB: db, Now: time.Now}}
 	v, err := a.admin.CreateClient(ctx, []byte(client))
 	if err != nil {
@@ -148,8 +151,12 @@ func TestDeviceViewSaysWhatRequiredThePhone(t *testing.T) {
 		b, _ := json.Marshal(v.Risk.RequiredBy)
 		got[v.Risk.Level+" "+fmt.Sprint(v.Risk.Score)] += string(b)
 	}
-	want := map[string]string{"high 0": `["acr_values"]`, "high 80": `["payment-over-limit","daily-spend-over-limit"]`}
+	want := map[string]string{"high 0": `["acr_values"]`, "high 60": `["payment-over-limit","daily-spend-over-limit"]`}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("required_by: %v, want %v", got, want)
 	}
 }
+
+// daytime is the authorizer's clock: 09:00 UTC, outside the default rules'
+// night hours, whatever the hour the tests run.
+var daytime = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)

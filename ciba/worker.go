@@ -169,7 +169,7 @@ func (w *Worker) deliver(ctx context.Context, m store.OutboxMsg) {
 		w.pushDevices(ctx, m, rs)
 		return
 	}
-	cl, err := s.db.Client(ctx, r.ClientID)
+	cl, err := s.client(ctx, r.ClientID) // the node's cache, as at /token
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		// Not a missing client, an unreachable store: keep the
 		// notification for a later attempt rather than drop it.

@@ -16,9 +16,21 @@ type RequestState struct {
 	Approval *Approval
 }
 
-// scriptView is lua/view.lua; the names are its KEYS and ARGV as
-// passed below, in order.
-var scriptView = newLua("view", []string{"req"}, nil)
+// viewFields are the fields of a request hash its readers need, read
+// with one HMGET (a script would add nothing to one command).
+var viewFields = []string{"rec", "state", "exp", "approval"}
+
+// viewOf is an HMGET reply of viewFields with "" for each missing field.
+func viewOf(vals []any) []any {
+	out := make([]any, len(vals))
+	for i, v := range vals {
+		if v == nil {
+			v = ""
+		}
+		out[i] = v
+	}
+	return out
+}
 
 func (db *DB) requestKey(id string) (string, bool) {
 	shard, ok := shardOfID(id)
@@ -35,11 +47,11 @@ func (db *DB) RequestFor(ctx context.Context, id, user string) (*RequestState, e
 	if !ok {
 		return nil, ErrNotFound
 	}
-	res, err := scriptView.Run(ctx, db.rdb, []string{key}).Slice()
+	res, err := db.rdb.HMGet(ctx, key, viewFields...).Result()
 	if err != nil {
 		return nil, err
 	}
-	return db.decodeState(res, user)
+	return db.decodeState(viewOf(res), user)
 }
 
 func (db *DB) decodeState(res []any, user string) (*RequestState, error) {
@@ -68,10 +80,10 @@ func (db *DB) PendingFor(ctx context.Context, user string) ([]*RequestState, err
 	if err != nil {
 		return nil, err
 	}
-	cmds := make([]*redis.Cmd, len(ids))
+	cmds := make([]*redis.SliceCmd, len(ids))
 	_, err = db.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = scriptView.Eval(ctx, p, []string{t + "req:" + id})
+			cmds[i] = p.HMGet(ctx, t+"req:"+id, viewFields...)
 		}
 		return nil
 	})
@@ -80,11 +92,11 @@ func (db *DB) PendingFor(ctx context.Context, user string) ([]*RequestState, err
 	}
 	var out []*RequestState
 	for _, c := range cmds {
-		res, err := c.Slice()
+		res, err := c.Result()
 		if err != nil {
 			return nil, err
 		}
-		rs, err := db.decodeState(res, user)
+		rs, err := db.decodeState(viewOf(res), user)
 		if err != nil || rs.State != Pending {
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -311,6 +312,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return 2
 	}
 	log := newLogger(cfg.LogLevel, stderr)
+	if getenv("GOGC") == "" {
+		// A request allocates much and keeps little: the collector runs
+		// at three times the live heap (a few tens of MB) rather than at
+		// twice, for less CPU per request. GOGC overrides it.
+		debug.SetGCPercent(200)
+	}
 	for _, w := range unknownEnv(os.Environ(), knownEnv()) {
 		log.Warn("unknown environment variable ignored", "name", w.Name, "did_you_mean", w.Closest)
 	}

@@ -26,6 +26,7 @@
 #
 # Env: WORK (/tmp/countersign-threeside) SHARED_BENCH C (16,64) ROUNDS (3)
 #      DUR (10s) USERS (10000) PROF (1) PHASES (mem main c8 prof)
+#      CS_REDIS_ARGS (extra redis-server arguments for Countersign's Redis)
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SHARED_BENCH=${SHARED_BENCH:-$REPO/../shared/bench}
@@ -45,7 +46,8 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; sleep 1; for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; }
 trap cleanup EXIT
 for port in 18379 18380 18381; do
-  redis-server --port $port --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 & PIDS+=($!)
+  extra=(); [ $port = 18381 ] && extra=($CS_REDIS_ARGS)
+  redis-server --port $port --bind 127.0.0.1 --save '' --appendonly no "${extra[@]}" >/dev/null 2>&1 & PIDS+=($!)
 done
 RP=${PIDS[0]}; RC=${PIDS[1]}; RO=${PIDS[2]}
 sleep 0.5

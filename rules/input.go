@@ -256,60 +256,60 @@ type Recording struct {
 	Action json.RawMessage
 }
 
-// Recorded is x as an audit event keeps it: the members equal to the
+// Recorded is in as an audit event keeps it: the members equal to the
 // event's own (agent id, user id, IP, time, the details as sent), and the
 // action members Derive computes from the details, are left out (Restore
 // puts them back), and, through the omitzero tags, so is every zero
 // member. A decision's input is the largest part of its audit event; this
 // halves it.
-func (x Input) Recorded(ev Recording) Input {
-	if x.Agent.ClientID == ev.Agent {
-		x.Agent.ClientID = ""
+func (in Input) Recorded(ev Recording) Input {
+	if in.Agent.ClientID == ev.Agent {
+		in.Agent.ClientID = ""
 	}
-	if x.User.ID == ev.User {
-		x.User.ID = ""
+	if in.User.ID == ev.User {
+		in.User.ID = ""
 	}
-	if x.Request.IP == ev.IP {
-		x.Request.IP = ""
+	if in.Request.IP == ev.IP {
+		in.Request.IP = ""
 	}
-	if x.Request.Time.Equal(ev.At) {
-		x.Request.Time = time.Time{}
+	if in.Request.Time.Equal(ev.At) {
+		in.Request.Time = time.Time{}
 	}
-	d := Action{Details: x.Action.Details}
+	d := Action{Details: in.Action.Details}
 	d.Derive()
-	a := x.Action
+	a := in.Action
 	if slices.Equal(d.Types, a.Types) && slices.Equal(d.Actions, a.Actions) && d.Amount == a.Amount && d.Currency == a.Currency {
-		x.Action.Types, x.Action.Actions, x.Action.Amount, x.Action.Currency = nil, nil, 0, ""
+		in.Action.Types, in.Action.Actions, in.Action.Amount, in.Action.Currency = nil, nil, 0, ""
 	}
-	if len(x.Action.Details) > 0 && len(ev.Action) > 0 {
-		if b, err := json.Marshal(x.Action.Details); err == nil && string(b) == string(ev.Action) {
-			x.Action.Details = nil
+	if len(in.Action.Details) > 0 && len(ev.Action) > 0 {
+		if b, err := json.Marshal(in.Action.Details); err == nil && string(b) == string(ev.Action) {
+			in.Action.Details = nil
 		}
 	}
-	return x
+	return in
 }
 
 // Restore undoes Recorded, given the same event members.
-func (x *Input) Restore(ev Recording) {
-	if x.Agent.ClientID == "" {
-		x.Agent.ClientID = ev.Agent
+func (in *Input) Restore(ev Recording) {
+	if in.Agent.ClientID == "" {
+		in.Agent.ClientID = ev.Agent
 	}
-	if x.User.ID == "" {
-		x.User.ID = ev.User
+	if in.User.ID == "" {
+		in.User.ID = ev.User
 	}
-	if x.Request.IP == "" {
-		x.Request.IP = ev.IP
+	if in.Request.IP == "" {
+		in.Request.IP = ev.IP
 	}
-	if x.Request.Time.IsZero() {
-		x.Request.Time = ev.At
+	if in.Request.Time.IsZero() {
+		in.Request.Time = ev.At
 	}
-	if x.Action.Details == nil && len(ev.Action) > 0 {
+	if in.Action.Details == nil && len(ev.Action) > 0 {
 		var ds []map[string]any
 		if json.Unmarshal(ev.Action, &ds) == nil {
-			x.Action.Details = ds
+			in.Action.Details = ds
 		}
 	}
-	if a := x.Action; a.Types == nil && a.Actions == nil && a.Amount == 0 && a.Currency == "" {
-		x.Action.Derive()
+	if a := in.Action; a.Types == nil && a.Actions == nil && a.Amount == 0 && a.Currency == "" {
+		in.Action.Derive()
 	}
 }

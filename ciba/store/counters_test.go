@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -310,6 +311,34 @@ func TestLookupDevicesWithoutDecoding(t *testing.T) {
 		}
 		if l, err := db.LookupAuthorize(e.ctx, "agent", "nobody", nil, db.Now()); err != nil || l.User != nil {
 			t.Fatalf("lookup of no user: %+v %v", l.User, err)
+		}
+	})
+}
+
+// A user's grant index is swept of expired ids by one approval in eight:
+// after many approvals whose grants expired, it holds a few expired ids at
+// most, never all of them, and keeps the TTL of its longest grant.
+func TestGrantIndexStaysSmall(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB, clock *fakeClock) {
+		e := env{ctx: context.Background(), db: db, clock: clock}
+		const n = 200
+		var last *store.Grant
+		for i := 0; i < n; i++ {
+			r := e.pending(t, "agent", "gus", time.Minute, nil)
+			last = grantFor(r, time.Minute)
+			must(t, e.approve(t, r, last))
+			clock.Advance(2 * time.Minute) // the grant has expired
+		}
+		key := db.Prefix() + "{s" + pad2(strconv.Itoa(store.ShardOf("gus"))) + "}:grants:gus"
+		size, err := db.Redis().ZCard(e.ctx, key).Result()
+		if err != nil || size == 0 || size > 64 {
+			t.Fatalf("grant index of %d approvals holds %d ids (%v)", n, size, err)
+		}
+		if ttl := db.Redis().PTTL(e.ctx, key).Val(); ttl <= 0 {
+			t.Fatalf("grant index without a TTL: %v", ttl)
+		}
+		if gs, err := db.GrantsFor(e.ctx, "gus"); err != nil || len(gs) != 0 {
+			t.Fatalf("expired grants listed: %d %v", len(gs), err)
 		}
 	})
 }

@@ -46,7 +46,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; sleep 1; for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; }
 trap cleanup EXIT
 for port in 18379 18380 18381; do
-  extra=(); [ $port = 18381 ] && extra=($CS_REDIS_ARGS)
+  extra=(); [ $port = 18381 ] && extra=(${CS_REDIS_ARGS:-})
   redis-server --port $port --bind 127.0.0.1 --save '' --appendonly no "${extra[@]}" >/dev/null 2>&1 & PIDS+=($!)
 done
 RP=${PIDS[0]}; RC=${PIDS[1]}; RO=${PIDS[2]}

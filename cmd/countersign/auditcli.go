@@ -55,17 +55,10 @@ func (a *auditFlags) register(fs *flag.FlagSet, verb string, getenv func(string)
 
 // auditCmd runs `countersign audit ...` and returns the exit status.
 func auditCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, auditUsage)
-		return 2
+	verb, fs, code, done := verbFlags("audit", args, auditUsage, stdout, stderr)
+	if done {
+		return code
 	}
-	if isHelp(args[0]) {
-		fmt.Fprint(stdout, auditUsage)
-		return 0
-	}
-	verb := args[0]
-	fs := flag.NewFlagSet("audit "+verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var a auditFlags
 	if !a.register(fs, verb, getenv) {
 		fmt.Fprintf(stderr, "countersign audit: unknown command %q\n\n%s", verb, auditUsage)

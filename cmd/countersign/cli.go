@@ -156,6 +156,24 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 // isHelp reports whether arg asks for help.
 func isHelp(arg string) bool { return arg == "help" || arg == "-h" || arg == "--help" }
 
+// verbFlags begins a `countersign <group> <verb> ...` command: without a
+// verb it prints usage to stderr (exit 2), for help to stdout (exit 0), and
+// done is true; otherwise it returns the verb and its flag set (named
+// "<name> <verb>", errors to stderr).
+func verbFlags(name string, args []string, usage string, stdout, stderr io.Writer) (verb string, fs *flag.FlagSet, code int, done bool) {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return "", nil, 2, true
+	}
+	if isHelp(args[0]) {
+		fmt.Fprint(stdout, usage)
+		return "", nil, 0, true
+	}
+	fs = flag.NewFlagSet(name+" "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return args[0], fs, 0, false
+}
+
 // listFlag is a repeatable string flag.
 type listFlag []string
 
@@ -164,17 +182,10 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // adminCmd runs `countersign clients|users|agents ...` and returns the exit status.
 func adminCmd(ctx context.Context, group string, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, adminUsage)
-		return 2
+	verb, fs, code, done := verbFlags(group, args, adminUsage, stdout, stderr)
+	if done {
+		return code
 	}
-	if isHelp(args[0]) {
-		fmt.Fprint(stdout, adminUsage)
-		return 0
-	}
-	verb := args[0]
-	fs := flag.NewFlagSet(group+" "+verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf cliFlags
 	cf.register(fs, getenv)
 	run, ok := adminVerbs(fs)[group+" "+verb]

@@ -70,17 +70,10 @@ type auditEvent struct {
 
 // mandatesCmd runs `countersign mandates ...` and returns the exit status.
 func mandatesCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, mandatesUsage)
-		return 2
+	verb, fs, code, done := verbFlags("mandates", args, mandatesUsage, stdout, stderr)
+	if done {
+		return code
 	}
-	if isHelp(args[0]) {
-		fmt.Fprint(stdout, mandatesUsage)
-		return 0
-	}
-	verb := args[0]
-	fs := flag.NewFlagSet("mandates "+verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf cliFlags
 	var user, agent string
 	switch verb {
